@@ -1,0 +1,47 @@
+"""What every predictor returns, and the interface the TF-IDF baseline and PLANT share.
+
+Evaluation and the service talk to predictors only through `Predictor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """Evidence for a code: [start, end) character offsets into the text as sent."""
+
+    start: int
+    end: int
+    text: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class CodePrediction:
+    code: str
+    description: str
+    score: float  # probability in [0, 1]
+    rank: int  # 1 = best
+    above_threshold: bool
+    highlights: tuple[Highlight, ...] = field(default=())
+
+
+class Predictor(Protocol):
+    """Ranks a fixed, ordered code list for a batch of notes."""
+
+    @property
+    def codes(self) -> Sequence[str]: ...
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities, float32 (len(texts), len(codes)), columns in `codes` order."""
+        ...
+
+    def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[list[CodePrediction]]:
+        """Ranked codes per text, best first; `top_k=None` returns every code."""
+        ...

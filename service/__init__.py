@@ -1,0 +1,1 @@
+"""The FastAPI coding service (ONNX Runtime only; never imports torch)."""

@@ -1,0 +1,1 @@
+"""Offline training: corpora, metrics, the TF-IDF baseline, PLANT training and the CLI."""

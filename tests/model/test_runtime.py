@@ -1,0 +1,323 @@
+"""OnnxPredictor over a tiny real bundle, the highlight rules, and the runtime's lack of torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from model.bundle import BundleError, load_bundle, write_bundle
+from model.highlights import extract_highlights
+from model.runtime import OnnxPredictor, sigmoid
+from tests.model.bundle_factory import DEFAULT_CODES, build_tiny_bundle, graph_parameters
+
+REPO = Path(__file__).resolve().parents[2]
+
+NOTES = [
+    "Patient admitted with high fever and cough.",
+    "Paciente con hipertensión.",
+    "History of diabetes and chest pain, treated at hospital today with care and rest.",
+    "Neumonía con fiebre y tos.",
+    "Hypertension.",
+]
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_bundle(tmp_path_factory.mktemp("runtime") / "bundle", max_tokens=16)
+
+
+@pytest.fixture(scope="module")
+def predictor(bundle_dir: Path) -> OnnxPredictor:
+    return OnnxPredictor(bundle_dir, threads=1, batch_size=2)
+
+
+def _raw_outputs(predictor: OnnxPredictor, text: str) -> list[np.ndarray]:
+    """The graph's outputs for one note, straight from a fresh ONNX Runtime session."""
+    note = predictor.tokenize([text])[0]
+    input_ids, attention_mask = predictor.tokenizer.pad_batch([note])
+    session = ort.InferenceSession(
+        str(predictor.bundle.graph_path), providers=["CPUExecutionProvider"]
+    )
+    return list(session.run(None, {"input_ids": input_ids, "attention_mask": attention_mask}))
+
+
+# -- scores -----------------------------------------------------------------------------------
+
+
+def test_codes_and_metadata_come_from_the_bundle(predictor: OnnxPredictor) -> None:
+    assert list(predictor.codes) == list(DEFAULT_CODES)
+    assert predictor.name == "tiny-plant" and predictor.version == "0.0.1-test"
+    assert predictor.metadata.max_tokens == 16
+    np.testing.assert_allclose(predictor.thresholds, [0.3, 0.4, 0.5, 0.6, 0.3, 0.4])
+
+
+def test_scores_are_sigmoid_of_hand_computed_logits(
+    predictor: OnnxPredictor, bundle_dir: Path
+) -> None:
+    embedding, bias = graph_parameters(bundle_dir)  # (V, C), (C,)
+    scores = predictor.scores(NOTES)
+    assert scores.dtype == np.float32 and scores.shape == (len(NOTES), len(DEFAULT_CODES))
+    for text, row in zip(NOTES, scores, strict=True):
+        ids = predictor.tokenizer.encode(text, max_tokens=16).ids
+        logits = embedding[ids].mean(axis=0) + bias  # the graph's masked mean, by hand
+        np.testing.assert_allclose(row, 1.0 / (1.0 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
+        raw_logits = _raw_outputs(predictor, text)[0][0]
+        np.testing.assert_allclose(row, 1.0 / (1.0 + np.exp(-raw_logits)), rtol=1e-6, atol=1e-7)
+
+
+def test_sigmoid_is_stable_at_extremes() -> None:
+    values = sigmoid(np.array([-1000.0, 0.0, 1000.0], dtype=np.float32))
+    assert values.tolist() == [0.0, 0.5, 1.0]
+
+
+def test_batching_by_length_keeps_order_and_values(predictor: OnnxPredictor) -> None:
+    # batch_size 2 with notes of mixed length: sorted batches, answers back in input order.
+    batched = predictor.scores(NOTES)
+    alone = np.stack([predictor.scores([text])[0] for text in NOTES])
+    np.testing.assert_allclose(batched, alone, rtol=1e-6, atol=1e-7)
+    reordered = predictor.scores(NOTES[::-1])
+    np.testing.assert_allclose(reordered, batched[::-1], rtol=1e-6, atol=1e-7)
+    wide = OnnxPredictor(predictor.bundle.directory, threads=1, batch_size=16)
+    np.testing.assert_allclose(wide.scores(NOTES), batched, rtol=1e-6, atol=1e-7)
+
+
+def test_notes_are_truncated_to_max_tokens(predictor: OnnxPredictor) -> None:
+    long_note = NOTES[2]
+    assert len(predictor.tokenizer.encode(long_note)) > 16
+    with_tail = long_note + " fever fever fever fever"
+    np.testing.assert_array_equal(predictor.scores([long_note]), predictor.scores([with_tail]))
+    read_until = int(predictor.tokenize([long_note])[0].offsets[-1, 1])
+    for prediction in predictor.predict([with_tail])[0]:
+        for highlight in prediction.highlights:
+            assert highlight.end <= read_until
+
+
+# -- predictions ------------------------------------------------------------------------------
+
+
+def test_predictions_are_ranked_with_thresholds(predictor: OnnxPredictor) -> None:
+    scores = predictor.scores(NOTES)
+    predictions = predictor.predict(NOTES)
+    assert len(predictions) == len(NOTES)
+    for row, ranked in zip(scores, predictions, strict=True):
+        assert [p.rank for p in ranked] == list(range(1, len(DEFAULT_CODES) + 1))
+        assert sorted(p.code for p in ranked) == sorted(DEFAULT_CODES)
+        values = [p.score for p in ranked]
+        assert values == sorted(values, reverse=True)
+        for prediction in ranked:
+            index = list(predictor.codes).index(prediction.code)
+            assert prediction.score == pytest.approx(float(row[index]), abs=1e-7)
+            assert prediction.above_threshold == (row[index] >= predictor.thresholds[index])
+            assert prediction.description.startswith(f"Test code {prediction.code}")
+    # "fever and cough" ranks R50.9 and R05 first.
+    assert {p.code for p in predictions[0][:2]} == {"R50.9", "R05"}
+    assert [len(ranked) for ranked in predictor.predict(NOTES, top_k=2)] == [2] * len(NOTES)
+
+
+def test_ties_rank_by_code_order(tmp_path: Path) -> None:
+    # Codes without keywords all score exactly sigmoid(mean noise + bias); with zero noise
+    # every code ties, so the ranking is the code order.
+    codes = ["Z01", "Z02", "Z03", "Z04"]
+    bundle_dir = build_tiny_bundle(tmp_path / "ties", codes=codes)
+    model_path = bundle_dir / "model.onnx"
+    model = onnx.load(str(model_path))
+    for tensor in model.graph.initializer:
+        if tensor.name == "E":
+            tensor.CopyFrom(
+                numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(tensor)), "E")
+            )
+    staged = tmp_path / "zero.onnx"
+    onnx.save(model, str(staged))
+    metadata = load_bundle(bundle_dir).metadata
+    write_bundle(bundle_dir, metadata, staged, bundle_dir / "tokenizer.json")
+    ranked = OnnxPredictor(bundle_dir).predict(["fever"])[0]
+    assert [p.code for p in ranked] == codes
+
+
+def test_highlights_point_at_the_evidence(predictor: OnnxPredictor) -> None:
+    text = NOTES[0]
+    ranked = predictor.predict([text])[0]
+    top_codes = _raw_outputs(predictor, text)[1][0].tolist()
+    exported = {predictor.codes[index] for index in top_codes}
+    for prediction in ranked:
+        assert bool(prediction.highlights) == (prediction.code in exported)
+        for highlight in prediction.highlights:
+            assert 0 <= highlight.start < highlight.end <= len(text)
+            assert text[highlight.start : highlight.end] == highlight.text
+        weights = [h.weight for h in prediction.highlights]
+        assert weights == sorted(weights, reverse=True)
+    by_code = {p.code: p for p in ranked}
+    assert by_code["R50.9"].highlights[0].text == "fever"
+    assert by_code["R05"].highlights[0].text == "cough"
+
+
+def test_highlights_cover_the_heaviest_token(predictor: OnnxPredictor) -> None:
+    text = NOTES[2]
+    note = predictor.tokenize([text])[0]
+    _, top_codes, top_attention = _raw_outputs(predictor, text)
+    ranked = {p.code: p for p in predictor.predict([text])[0]}
+    for k, code_index in enumerate(top_codes[0].tolist()):
+        heaviest = int(np.argmax(top_attention[0, k, : len(note)]))
+        start, end = note.offsets[heaviest].tolist()
+        spans = ranked[predictor.codes[code_index]].highlights
+        assert any(h.start <= start and end <= h.end for h in spans)
+
+
+def test_concurrent_predictions_match_serial(predictor: OnnxPredictor) -> None:
+    expected = predictor.predict(NOTES, top_k=3)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: predictor.predict(NOTES, top_k=3), range(12)))
+    assert all(result == expected for result in results)
+
+
+# -- validation and readiness ------------------------------------------------------------------
+
+
+def test_bad_input_is_rejected_clearly(predictor: OnnxPredictor) -> None:
+    with pytest.raises(ValueError, match="note 1 is empty"):
+        predictor.predict(["fever", "  \n\t"])
+    with pytest.raises(ValueError, match="note 0 is empty"):
+        predictor.scores([""])
+    with pytest.raises(TypeError, match="wrap it in a list"):
+        predictor.predict("fever")
+    with pytest.raises(ValueError, match="top_k"):
+        predictor.predict(["fever"], top_k=0)
+    assert predictor.predict([]) == []
+    assert predictor.scores([]).shape == (0, len(DEFAULT_CODES))
+
+
+def test_warm_up_turns_ready(bundle_dir: Path) -> None:
+    fresh = OnnxPredictor(bundle_dir, threads=1)
+    assert not fresh.is_ready()
+    fresh.warm_up()
+    assert fresh.is_ready()
+
+
+def test_broken_bundles_fail_at_load(tmp_path: Path, bundle_dir: Path) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("model.onnx", "tokenizer.json", "bundle.json"):
+        (copy / name).write_bytes((bundle_dir / name).read_bytes())
+    (copy / "model.onnx").write_bytes(b"garbage")
+    with pytest.raises(BundleError, match="checksum"):
+        OnnxPredictor(copy)
+    # A graph scoring 4 codes under metadata listing 6: caught before serving anything.
+    other = build_tiny_bundle(tmp_path / "four", codes=["R50.9", "R05", "I10", "E11.9"])
+    mismatched = tmp_path / "mismatched"
+    write_bundle(
+        mismatched, load_bundle(bundle_dir).metadata, other / "model.onnx", other / "tokenizer.json"
+    )
+    with pytest.raises(BundleError, match=r"scores 4 codes but bundle\.json lists 6"):
+        OnnxPredictor(mismatched)
+    # Garbage that matches its own checksum: ONNX Runtime refuses it, with advice.
+    raw = json.loads((copy / "bundle.json").read_text(encoding="utf-8"))
+    write_bundle(tmp_path / "garbage", raw, copy / "model.onnx", copy / "tokenizer.json")
+    with pytest.raises(BundleError, match="cannot load"):
+        OnnxPredictor(tmp_path / "garbage")
+
+
+# -- highlight rules (hand-made attention) -----------------------------------------------------
+
+
+def _word_offsets(text: str) -> np.ndarray:
+    """One token per white-space separated word or punctuation mark, as (T, 2)."""
+    offsets, position = [], 0
+    for piece in text.replace(",", " , ").split():
+        start = text.index(piece, position)
+        offsets.append((start, start + len(piece)))
+        position = start + len(piece)
+    return np.array(offsets, dtype=np.int64)
+
+
+def test_highlights_merge_neighbouring_tokens_and_sum_weights() -> None:
+    text = "chest pain and high fever today"
+    weights = np.array([0.05, 0.30, 0.02, 0.25, 0.35, 0.03])
+    highlights = extract_highlights(weights, _word_offsets(text), text)
+    # Kept: weight >= 0.1 x 0.35; "and" (0.02) and "today" (0.03) fall below and split the rest.
+    assert [(h.text, round(h.weight, 6)) for h in highlights] == [
+        ("high fever", 0.60),
+        ("chest pain", 0.35),
+    ]
+    assert highlights[0].start == 15 and highlights[0].end == 25
+    top_one = extract_highlights(weights, _word_offsets(text), text, max_tokens=1)
+    assert [(h.text, h.weight) for h in top_one] == [("fever", 0.35)]
+
+
+def test_highlights_do_not_bridge_an_unselected_comma() -> None:
+    text = "fever, cough"
+    highlights = extract_highlights(np.array([0.5, 0.0, 0.5]), _word_offsets(text), text)
+    assert [(h.text, h.start) for h in highlights] == [("fever", 0), ("cough", 7)]
+
+
+def test_highlights_widen_subword_pieces_to_the_word() -> None:
+    text = "acute gastritis"
+    offsets = np.array([[0, 5], [6, 11], [11, 15]])  # "acute", "gastr", "itis"
+    weights = np.array([0.0, 0.0, 0.9])
+    assert [(h.text, h.weight) for h in extract_highlights(weights, offsets, text)] == [
+        ("gastritis", 0.9)
+    ]
+    narrow = extract_highlights(weights, offsets, text, expand_to_words=False)
+    assert [(h.start, h.end, h.text) for h in narrow] == [(11, 15, "itis")]
+
+
+def test_highlights_ignore_unusable_weights() -> None:
+    text = "fever cough"
+    offsets = _word_offsets(text)
+    assert extract_highlights(np.array([0.0, 0.0]), offsets, text) == []
+    assert extract_highlights(np.array([np.nan, -1.0]), offsets, text) == []
+    assert extract_highlights(np.zeros(0), np.zeros((0, 2)), "") == []
+    with pytest.raises(ValueError, match="2 attention weights for 1 token offsets"):
+        extract_highlights(np.array([0.5, 0.5]), offsets[:1], text)
+    with pytest.raises(ValueError, match="outside the text"):
+        extract_highlights(np.array([1.0, 1.0]), offsets, "fever")
+
+
+# -- no torch ----------------------------------------------------------------------------------
+
+_BLOCK_TORCH = textwrap.dedent(
+    """
+    import sys
+
+    class _NoTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ImportError("torch is hidden for this test")
+            return None
+
+    sys.meta_path.insert(0, _NoTorch())
+    """
+)
+
+
+def test_runtime_modules_import_without_torch(tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text(_BLOCK_TORCH, encoding="utf-8")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    script = (
+        "import sys\n"
+        "try:\n    import torch\nexcept ImportError:\n    pass\n"
+        "else:\n    sys.exit('torch was not hidden')\n"
+        "import model.runtime, model.bundle, model.tokenizer, model.highlights\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert result.stdout.strip() == "ok"

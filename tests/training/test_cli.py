@@ -1,0 +1,77 @@
+"""The `plant-icd` command: corpus statistics, baseline train + evaluate, clear failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from training.cli import app
+
+runner = CliRunner()
+
+
+def test_data_stats_on_synthetic_corpus(synthetic_codiesp: Path) -> None:
+    result = runner.invoke(
+        app, ["data", "stats", "--path", str(synthetic_codiesp), "--split", "dev"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "documents" in result.output
+    assert "│ 30 " in result.output.replace("  ", " ") or " 30 " in result.output
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize(("split", "documents"), [("train", 500), ("dev", 250)])
+def test_data_stats_reports_codiesp_sizes(real_codiesp: Path, split: str, documents: int) -> None:
+    result = runner.invoke(
+        app, ["data", "stats", "--corpus", "codiesp", "--path", str(real_codiesp), "--split", split]
+    )
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "│ documents " in line)
+    assert row.split("│")[2].strip() == str(documents)
+
+
+def test_missing_corpus_fails_with_a_clear_message(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["data", "stats", "--path", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1
+    assert "error" in result.output
+    assert "nowhere" in result.output
+
+
+def test_bad_option_value_is_rejected(synthetic_codiesp: Path) -> None:
+    result = runner.invoke(app, ["data", "stats", "--path", str(synthetic_codiesp), "--codes", "X"])
+    assert result.exit_code == 1
+    assert "--codes must be D, P or DP" in result.output
+
+
+def test_baseline_train_then_evaluate(synthetic_codiesp: Path, tmp_path: Path) -> None:
+    model_dir = tmp_path / "baseline"
+    trained = runner.invoke(
+        app,
+        ["baseline", "train", "--path", str(synthetic_codiesp), "--out", str(model_dir)],
+    )
+    assert trained.exit_code == 0, trained.output
+    metadata = json.loads((model_dir / "bundle.json").read_text())
+    assert metadata["kind"] == "tfidf-logreg"
+    assert len(metadata["thresholds"]["per_code"]) == len(metadata["codes"])
+    assert metadata["dev_metrics"]["map"] > 0.8  # tell-tale words make this corpus easy
+
+    out_dir = tmp_path / "eval"
+    evaluated = runner.invoke(
+        app, ["evaluate", "--model", str(model_dir), "--split", "dev", "--out", str(out_dir)]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "map" in evaluated.output and "by training frequency" in evaluated.output
+    tsv_rows = (out_dir / "predictions.tsv").read_text().splitlines()
+    case, code = tsv_rows[0].split("\t")
+    assert case.startswith("SDE") and code == code.lower()
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["map"] == pytest.approx(metadata["dev_metrics"]["map"])
+
+
+def test_evaluate_without_model_dir_says_what_to_do(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--model", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "bundle.json" in result.output

@@ -1,0 +1,355 @@
+"""The `plant-icd` command: corpus statistics, baseline, PLANT training, evaluation, prediction.
+
+Heavy libraries (torch, scikit-learn) are imported inside the commands that need them, so a
+serving install can run the command without them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import numpy as np
+import typer
+
+from training.console import bucket_table, console, progress_bar, stdout, summary_table
+
+app = typer.Typer(
+    name="plant-icd",
+    help="PLANT-ICD: train, evaluate and serve ICD coding models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect corpora.", no_args_is_help=True)
+baseline_app = typer.Typer(help="The TF-IDF + logistic regression baseline.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(baseline_app, name="baseline")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class UserError(Exception):
+    """A mistake the user can fix; printed without a traceback."""
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the errors a user can cause into one red line and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (UserError, OSError, ValueError) as error:
+            console.print(f"[bold red]error:[/] {error}")
+            raise typer.Exit(code=1) from error
+
+    return wrapper
+
+
+CorpusOpt = Annotated[str, typer.Option(help="codiesp | mimic3 | mimic4 | jsonl")]
+PathOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Corpus folder (or JSONL file). CodiEsp: defaults to $PLANT_ICD_CODIESP, "
+        "../shared/codiesp, the download cache, else it is downloaded from Zenodo."
+    ),
+]
+LangOpt = Annotated[str, typer.Option(help="CodiEsp text: es (original) or en (translation)")]
+CodesOpt = Annotated[str, typer.Option(help="CodiEsp codes: D (ICD-10-CM), P (ICD-10-PCS), DP")]
+IcdVersionOpt = Annotated[int, typer.Option(help="MIMIC-IV: ICD version 9 or 10")]
+SplitFileOpt = Annotated[Path | None, typer.Option(help="MIMIC: split file of HADM_IDs")]
+
+
+def corpus_spec(
+    corpus: str,
+    path: Path | None,
+    lang: str,
+    codes: str,
+    icd_version: int = 10,
+    split_file: Path | None = None,
+) -> Any:
+    from training.corpora.codiesp import locate_codiesp
+    from training.datasets import CorpusSpec
+
+    if lang not in ("en", "es"):
+        raise UserError(f"--lang must be en or es, not {lang!r}")
+    if codes not in ("D", "P", "DP"):
+        raise UserError(f"--codes must be D, P or DP, not {codes!r}")
+    if corpus == "codiesp":
+        path = locate_codiesp(path)
+    elif path is None:
+        raise UserError(f"--path is required for --corpus {corpus}")
+    return CorpusSpec(
+        name=corpus,
+        path=str(path),
+        lang=lang,
+        codes=codes,
+        icd_version=icd_version,
+        split_file=str(split_file) if split_file else None,
+    )
+
+
+@data_app.command("stats")
+@reports_errors
+def data_stats(
+    corpus: CorpusOpt = "codiesp",
+    path: PathOpt = None,
+    split: Annotated[str, typer.Option(help="train | dev | test | background")] = "train",
+    lang: LangOpt = "en",
+    codes: CodesOpt = "D",
+    icd_version: IcdVersionOpt = 10,
+    split_file: SplitFileOpt = None,
+) -> None:
+    """Documents, words, distinct codes and codes by training-frequency bucket."""
+    from training.datasets import code_counts
+    from training.metrics import FREQUENCY_BUCKETS, bucket_of
+
+    spec = corpus_spec(corpus, path, lang, codes, icd_version, split_file)
+    documents = spec.load(split)
+    counts = code_counts(documents)
+    reference = counts if split in ("train", "background") else code_counts(spec.load("train"))
+    words = [len(document.text.split()) for document in documents]
+    by_bucket = dict.fromkeys(FREQUENCY_BUCKETS, 0)
+    for code in counts:
+        by_bucket[bucket_of(reference.get(code, 0))] += 1
+    rows: list[tuple[str, object]] = [
+        ("corpus", f"{spec.name} ({spec.path})"),
+        ("split", split),
+        ("documents", len(documents)),
+        ("words", sum(words)),
+        ("words per document (median)", int(np.median(words)) if words else 0),
+        ("distinct codes", len(counts)),
+        ("code occurrences", sum(counts.values())),
+    ]
+    rows += [(f"codes with train frequency {bucket}", n) for bucket, n in by_bucket.items()]
+    stdout.print(summary_table(f"{spec.name} {split}", rows))
+
+
+def _thresholds_on_dev(predictor: Any, dev_documents: list[Any]) -> Any:
+    from training.evaluate import gold_matrix
+    from training.thresholds import Thresholds, tune_global_threshold, tune_per_code_thresholds
+
+    codes = list(predictor.codes)
+    known = set(codes)
+    y_true = gold_matrix(
+        [
+            doc.__class__(doc.id, doc.text, tuple(c for c in doc.codes if c in known))
+            for doc in dev_documents
+        ],
+        codes,
+    )
+    scores = predictor.scores([doc.text for doc in dev_documents])
+    global_threshold, _ = tune_global_threshold(y_true, scores)
+    per_code = tune_per_code_thresholds(y_true, scores, global_threshold)
+    return Thresholds(global_threshold=global_threshold, per_code=per_code, min_positives=3)
+
+
+@baseline_app.command("train")
+@reports_errors
+def baseline_train(
+    out: Annotated[Path, typer.Option(help="Output directory for the baseline model")],
+    corpus: CorpusOpt = "codiesp",
+    path: PathOpt = None,
+    lang: LangOpt = "en",
+    codes: CodesOpt = "D",
+    icd_version: IcdVersionOpt = 10,
+    split_file: SplitFileOpt = None,
+    train_split: str = "train",
+    dev_split: Annotated[str, typer.Option(help="Split for threshold tuning")] = "dev",
+    c: Annotated[float, typer.Option(help="Inverse regularisation strength")] = 10.0,
+    max_features: int = 50_000,
+) -> None:
+    """Fit TF-IDF + one-vs-rest logistic regression; tune thresholds on the dev split."""
+    from training.baseline import BaselineConfig, TfidfBaseline
+    from training.datasets import code_counts, describe_codes, fingerprint, label_order
+    from training.evaluate import evaluate_predictor, json_safe
+
+    spec = corpus_spec(corpus, path, lang, codes, icd_version, split_file)
+    started = time.perf_counter()
+    train_documents = spec.load(train_split)
+    dev_documents = spec.load(dev_split)
+    code_list = label_order(train_documents)
+    counts = code_counts(train_documents)
+    config = BaselineConfig(c=c, max_features=max_features)
+    metadata: dict[str, Any] = {
+        "format_version": 1,
+        "name": f"tfidf-logreg-{spec.name}-{spec.codes.lower()}-{spec.lang}",
+        "version": datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
+        "created_at": datetime.now(UTC).isoformat(),
+        "config": {"baseline": config.__dict__},
+        "corpus": {
+            **spec.to_dict(),
+            "split": train_split,
+            "fingerprint": fingerprint(train_documents),
+        },
+        "train_code_counts": [counts[code] for code in code_list],
+    }
+    with progress_bar() as progress:
+        task = progress.add_task(
+            "fit per-code logistic regression", total=len(code_list), status=""
+        )
+        model = TfidfBaseline.fit(
+            [doc.text for doc in train_documents],
+            [doc.codes for doc in train_documents],
+            code_list,
+            config,
+            describe_codes(code_list, spec.code_systems),
+            metadata,
+            progress=lambda done, total: progress.update(task, completed=done),
+        )
+    model.thresholds = _thresholds_on_dev(model, dev_documents)
+    evaluation = evaluate_predictor(
+        model, dev_documents, {**metadata, "thresholds": model.thresholds.to_json()}
+    )
+    model.metadata["dev_metrics"] = json_safe(evaluation.report.as_dict())
+    model.metadata["training"] = {"seconds": round(time.perf_counter() - started, 1)}
+    model.save(out)
+    stdout.print(summary_table(f"baseline on {spec.name} {dev_split}", evaluation.report.rows()))
+    console.print(f"saved to {out}")
+
+
+@app.command("evaluate")
+@reports_errors
+def evaluate(
+    model: Annotated[Path, typer.Option(help="A model directory (PLANT bundle or baseline)")],
+    split: str = "dev",
+    corpus: Annotated[str | None, typer.Option(help="Default: the model's training corpus")] = None,
+    path: PathOpt = None,
+    lang: Annotated[str | None, typer.Option(help="Default: the model's")] = None,
+    codes: Annotated[str | None, typer.Option(help="Default: the model's")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write predictions")] = None,
+) -> None:
+    """Metric table on a split, and ranked predictions as JSONL and CodiEsp TSV."""
+    from training.evaluate import (
+        evaluate_predictor,
+        json_safe,
+        load_predictor,
+        read_model_metadata,
+        write_predictions,
+    )
+
+    metadata = read_model_metadata(model)
+    trained_on = metadata.get("corpus", {})
+    spec = corpus_spec(
+        corpus or trained_on.get("name", "codiesp"),
+        path or (Path(trained_on["path"]) if corpus is None and "path" in trained_on else None),
+        lang or trained_on.get("lang", "en"),
+        codes or trained_on.get("codes", "D"),
+        trained_on.get("icd_version", 10),
+        Path(trained_on["split_file"]) if trained_on.get("split_file") else None,
+    )
+    documents = spec.load(split)
+    predictor = load_predictor(model)
+    started = time.perf_counter()
+    evaluation = evaluate_predictor(predictor, documents, metadata)
+    seconds = time.perf_counter() - started
+    out_dir = out or model / f"eval-{spec.name}-{split}"
+    jsonl_path, tsv_path = write_predictions(
+        evaluation, out_dir, lower_case_tsv=spec.name == "codiesp"
+    )
+    (out_dir / "metrics.json").write_text(
+        json.dumps(json_safe(evaluation.report.as_dict()), indent=2)
+    )
+    stdout.print(
+        summary_table(
+            f"{metadata.get('name', model.name)} on {spec.name} {split}", evaluation.report.rows()
+        )
+    )
+    stdout.print(bucket_table("by training frequency", evaluation.report.bucket_rows()))
+    console.print(
+        f"{len(documents)} notes in {seconds:.1f} s; predictions: {jsonl_path}, {tsv_path}"
+    )
+
+
+@app.command("train")
+@reports_errors
+def train(
+    out: Annotated[Path, typer.Option(help="Bundle directory to write")],
+    corpus: CorpusOpt = "codiesp",
+    path: PathOpt = None,
+    lang: LangOpt = "en",
+    codes: CodesOpt = "D",
+    icd_version: IcdVersionOpt = 10,
+    split_file: SplitFileOpt = None,
+    preset: Annotated[str, typer.Option(help="demo (minutes on a laptop) or paper")] = "demo",
+    plant: Annotated[
+        bool, typer.Option("--plant/--no-plant", help="--no-plant trains LANT (no planting)")
+    ] = True,
+    seed: int = 13,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Stage cache (default runs/<corpus>-<codes>-<lang>-...)")
+    ] = None,
+) -> None:
+    """Train PLANT end to end (cached stages) and write an ONNX model bundle."""
+    from training.plant import TrainOptions, run_training
+
+    spec = corpus_spec(corpus, path, lang, codes, icd_version, split_file)
+    console.print(f"reading {spec.name} from {spec.path} (point elsewhere with --path)")
+    options = TrainOptions(
+        spec=spec, out=out, preset=preset, plant=plant, seed=seed, work_dir=work_dir
+    )
+    with progress_bar() as progress:
+        tasks: dict[str, Any] = {}
+
+        def notify(stage: str, done: int, total: int, status: dict[str, float]) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total, status="")
+            text = "  ".join(f"{key} {value:.4f}" for key, value in status.items())
+            progress.update(tasks[stage], completed=done, total=total, status=text)
+
+        result = run_training(options, progress=notify)
+    stdout.print(summary_table("seconds per stage", list(result.stage_seconds.items())))
+    stdout.print(summary_table(f"{out.name} on dev", list(result.dev_metrics.items())))
+    console.print(f"bundle written to {result.bundle_dir}")
+
+
+@app.command("predict")
+@reports_errors
+def predict(
+    bundle: Annotated[Path, typer.Option(help="A PLANT bundle directory")],
+    notes: Annotated[list[Path], typer.Argument(help="Note text files")],
+    top_k: Annotated[int, typer.Option(help="Codes to show per note")] = 10,
+) -> None:
+    """Ranked codes with highlighted evidence for each note file."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from model.runtime import OnnxPredictor
+
+    predictor = OnnxPredictor(bundle)
+    texts = [note.read_text(encoding="utf-8") for note in notes]
+    for note, text, ranked in zip(notes, texts, predictor.predict(texts, top_k=top_k), strict=True):
+        table = Table(title=str(note), show_lines=False)
+        for column in ("rank", "code", "score", "above", "description", "evidence"):
+            table.add_column(column)
+        for prediction in ranked:
+            evidence = "; ".join(f"{h.text!r} ({h.weight:.2f})" for h in prediction.highlights[:3])
+            table.add_row(
+                str(prediction.rank),
+                prediction.code,
+                f"{prediction.score:.3f}",
+                "yes" if prediction.above_threshold else "",
+                prediction.description or "(no description)",
+                evidence,
+            )
+        stdout.print(table)
+        marked = Text(text)
+        if ranked:
+            for highlight in ranked[0].highlights:
+                marked.stylize("bold black on yellow", highlight.start, highlight.end)
+            stdout.print(f"evidence for {ranked[0].code}:")
+            stdout.print(marked)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,352 @@
+"""The PLANT training pipeline, stage by stage, each stage cached so a re-run skips finished work.
+
+tokenizer -> language-model pretraining (train + background notes, never dev/test) -> mutual
+information (train split only) -> L2R (LambdaRank) -> classifier fine-tuning with staged
+unfreezing (dev split for selection) -> ONNX export -> thresholds tuned on dev through the ONNX
+runtime -> dev evaluation through the same runtime -> bundle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model.bundle import package_versions, write_bundle
+from model.export import export_onnx
+from model.network import AWDLSTMLanguageModel, PlantClassifier, build_config
+from model.tokenizer import NoteTokenizer
+from training.corpora.base import Document
+from training.datasets import CorpusSpec, code_counts, describe_codes, fingerprint, label_order
+from training.evaluate import evaluate_predictor, gold_matrix, json_safe
+from training.finetune import FinetuneConfig, StageConfig, run_stage
+from training.l2r import L2RConfig, train_l2r
+from training.lm import LMConfig, pretrain_language_model
+from training.mutual_info import label_matrix, normalized_mutual_information, presence_matrix
+from training.thresholds import Thresholds, tune_global_threshold, tune_per_code_thresholds
+
+Progress = Callable[[str, int, int, dict[str, float]], None]
+
+
+@dataclass
+class PlantPreset:
+    """Everything besides the network shape that a preset fixes."""
+
+    vocab_size: int
+    max_tokens: int
+    lm: LMConfig
+    l2r: L2RConfig
+    finetune: FinetuneConfig
+    network_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def preset(name: str, seed: int) -> PlantPreset:
+    if name == "demo":
+        # Sized for the whole CodiEsp pipeline in under 20 minutes on 2 CPU cores.
+        return PlantPreset(
+            vocab_size=8000,
+            max_tokens=2048,
+            lm=LMConfig(
+                epochs=1, bptt=64, batch_size=32, lr=3e-3, max_train_tokens=600_000, seed=seed
+            ),
+            l2r=L2RConfig(seed=seed),
+            finetune=FinetuneConfig(
+                stages=[
+                    StageConfig("decoder", "decoder", epochs=10, lr=3e-3),
+                    StageConfig("top", "top", epochs=4, lr=1e-3),
+                    StageConfig("all", "all", epochs=4, lr=5e-4),
+                ],
+                batch_size=8,
+                max_tokens=2048,
+                seed=seed,
+            ),
+        )
+    if name == "paper":
+        return PlantPreset(
+            vocab_size=30000,
+            max_tokens=4096,
+            lm=LMConfig(epochs=10, bptt=72, batch_size=64, lr=2e-3, seed=seed),
+            l2r=L2RConfig(seed=seed),
+            finetune=FinetuneConfig(
+                stages=[
+                    StageConfig("decoder", "decoder", epochs=20, lr=3e-3),
+                    StageConfig("top", "top", epochs=10, lr=1e-3),
+                    StageConfig("all", "all", epochs=20, lr=5e-4),
+                ],
+                batch_size=16,
+                max_tokens=4096,
+                patience=4,
+                seed=seed,
+            ),
+        )
+    raise ValueError(f"unknown preset {name!r}: use demo or paper")
+
+
+@dataclass
+class TrainOptions:
+    spec: CorpusSpec
+    out: Path
+    preset: str = "demo"
+    plant: bool = True
+    seed: int = 13
+    work_dir: Path | None = None
+    train_split: str = "train"
+    dev_split: str = "dev"
+    background: bool = True  # also pretrain the LM on CodiEsp's unlabelled background split
+    top_k_export: int = 50
+
+
+@dataclass
+class TrainResult:
+    bundle_dir: Path
+    dev_metrics: dict[str, float]
+    stage_seconds: dict[str, float]
+    reports: dict[str, Any]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class StageCache:
+    """Files under `work_dir` named by a hash of everything the stage's output depends on."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        work_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, stage: str, key: str, suffix: str) -> Path:
+        return self.work_dir / f"{stage}-{key}{suffix}"
+
+    def report(self, stage: str, key: str) -> dict[str, Any] | None:
+        path = self.path(stage, key, ".json")
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def save_report(self, stage: str, key: str, report: dict[str, Any]) -> None:
+        path = self.path(stage, key, ".json")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report, indent=2, default=float))
+        tmp.replace(path)
+
+
+def _tokenize(tokenizer: NoteTokenizer, documents: Sequence[Document]) -> list[np.ndarray]:
+    return [note.ids for note in tokenizer.encode_batch([doc.text for doc in documents])]
+
+
+def run_training(options: TrainOptions, progress: Progress | None = None) -> TrainResult:
+    """Run every stage (re-using cached ones) and write the bundle to `options.out`."""
+    spec = options.spec
+    settings = preset(options.preset, options.seed)
+    work_dir = options.work_dir or Path("runs") / (
+        f"{spec.name}-{spec.codes.lower()}-{spec.lang}-{options.preset}-seed{options.seed}"
+    )
+    cache = StageCache(work_dir)
+    seconds: dict[str, float] = {}
+    reports: dict[str, Any] = {}
+    notify = progress or (lambda stage, done, total, status: None)
+
+    train_docs = spec.load(options.train_split)
+    dev_docs = spec.load(options.dev_split)
+    unlabelled = list(train_docs)
+    if options.background and spec.name == "codiesp":
+        unlabelled += spec.load("background")
+    codes = label_order(train_docs)
+    counts = code_counts(train_docs)
+    corpus_key = _key(fingerprint(train_docs), fingerprint(unlabelled), options.seed)
+
+    # 1. Tokenizer, trained on unlabelled training text (train + background).
+    started = time.perf_counter()
+    tok_key = _key(corpus_key, settings.vocab_size)
+    tok_path = cache.path("tokenizer", tok_key, ".json")
+    if not tok_path.is_file():
+        NoteTokenizer.train([doc.text for doc in unlabelled], settings.vocab_size).save(tok_path)
+    tokenizer = NoteTokenizer.load(tok_path)
+    seconds["tokenizer"] = time.perf_counter() - started
+
+    seed_everything(options.seed)
+    network_config = build_config(
+        options.preset,
+        vocab_size=tokenizer.vocab_size,
+        n_codes=len(codes),
+        top_k_export=min(options.top_k_export, len(codes)),
+        branches=("laat", "planted", "static") if options.plant else ("laat", "planted"),
+        **settings.network_overrides,
+    )
+    train_notes = _tokenize(tokenizer, train_docs)
+    dev_notes = _tokenize(tokenizer, dev_docs)
+
+    # 2. Language-model pretraining of the encoder.
+    started = time.perf_counter()
+    lm_key = _key(tok_key, asdict(network_config.encoder), asdict(settings.lm))
+    lm_path = cache.path("lm", lm_key, ".pt")
+    lm_report = cache.report("lm", lm_key)
+    if lm_report is None or not lm_path.is_file():
+        seed_everything(options.seed)
+        language_model = AWDLSTMLanguageModel(network_config.encoder)
+        unlabelled_notes = train_notes + _tokenize(tokenizer, unlabelled[len(train_docs) :])
+        report = pretrain_language_model(
+            language_model,
+            unlabelled_notes,
+            tokenizer.eos_id,
+            settings.lm,
+            progress=lambda done, total, loss: notify("lm", done, total, {"loss": loss}),
+        )
+        torch.save(language_model.encoder.state_dict(), lm_path)
+        lm_report = asdict(report)
+        cache.save_report("lm", lm_key, lm_report)
+    reports["lm"] = lm_report
+    seconds["lm"] = time.perf_counter() - started
+
+    # 3. Mutual information, training split only.
+    started = time.perf_counter()
+    mi_key = _key(tok_key, codes)
+    mi_path = cache.path("mi", mi_key, ".npy")
+    if not mi_path.is_file():
+        code_index = {code: col for col, code in enumerate(codes)}
+        presence = presence_matrix(train_notes, tokenizer.vocab_size)
+        labels = label_matrix(
+            [[code_index[c] for c in doc.codes] for doc in train_docs], len(codes)
+        )
+        np.save(mi_path, normalized_mutual_information(presence, labels))
+    mutual_information = np.load(mi_path)
+    seconds["mi"] = time.perf_counter() - started
+
+    # 4. L2R: rank tokens per code by MI with LambdaRank.
+    started = time.perf_counter()
+    # The planted branch takes the L2R factors as they are: their width is the network's.
+    l2r_config = replace(settings.l2r, dim=network_config.l2r_dim)
+    l2r_key = _key(mi_key, asdict(l2r_config))
+    l2r_path = cache.path("l2r", l2r_key, ".pt")
+    l2r_report = cache.report("l2r", l2r_key)
+    if l2r_report is None or not l2r_path.is_file():
+        l2r_model, report_l2r = train_l2r(
+            mutual_information,
+            l2r_config,
+            progress=lambda done, total, loss: notify("l2r", done, total, {"loss": loss}),
+        )
+        torch.save(l2r_model.state_dict(), l2r_path)
+        l2r_report = asdict(report_l2r)
+        cache.save_report("l2r", l2r_key, l2r_report)
+    reports["l2r"] = l2r_report
+    seconds["l2r"] = time.perf_counter() - started
+
+    # 5. Classifier: plant, then fine-tune stage by stage.
+    seed_everything(options.seed)
+    classifier = PlantClassifier(network_config)
+    classifier.encoder.load_state_dict(torch.load(lm_path, weights_only=True))
+    if options.plant:
+        l2r_state = torch.load(l2r_path, weights_only=True)
+        classifier.plant(
+            l2r_state["token_factors"],
+            l2r_state["token_bias"],
+            l2r_state["code_factors"],
+            l2r_state["code_bias"],
+        )
+        classifier.set_mutual_information(torch.from_numpy(mutual_information))
+    known = set(codes)
+    train_labels = gold_matrix(train_docs, codes)
+    dev_labels = gold_matrix(
+        [Document(d.id, d.text, tuple(c for c in d.codes if c in known)) for d in dev_docs], codes
+    )
+    stage_key = _key(lm_key, l2r_key if options.plant else "lant", asdict(network_config))
+    stage_reports = []
+    for stage in settings.finetune.stages:
+        started = time.perf_counter()
+        stage_key = _key(stage_key, asdict(stage), asdict(settings.finetune))
+        stage_path = cache.path(f"classifier-{stage.name}", stage_key, ".pt")
+        stage_report = cache.report(f"classifier-{stage.name}", stage_key)
+        if stage_report is None or not stage_path.is_file():
+            report_stage = run_stage(
+                classifier,
+                stage,
+                (train_notes, train_labels),
+                (dev_notes, dev_labels),
+                settings.finetune,
+                progress=notify,
+            )
+            torch.save(classifier.state_dict(), stage_path)
+            stage_report = asdict(report_stage)
+            cache.save_report(f"classifier-{stage.name}", stage_key, stage_report)
+        else:
+            classifier.load_state_dict(torch.load(stage_path, weights_only=True))
+        stage_reports.append(stage_report)
+        seconds[f"classifier/{stage.name}"] = time.perf_counter() - started
+    reports["classifier"] = stage_reports
+
+    # 6. Export, tune thresholds through the runtime that serves, evaluate on dev.
+    started = time.perf_counter()
+    options.out.mkdir(parents=True, exist_ok=True)
+    graph_path = options.out / "model.onnx"
+    export_onnx(classifier.eval(), graph_path, top_k=network_config.top_k_export)
+    shutil.copyfile(tok_path, options.out / "tokenizer.json")
+    name = f"plant-{spec.name}-{spec.codes.lower()}-{spec.lang}" + (
+        "" if options.plant else "-lant"
+    )
+    metadata: dict[str, Any] = {
+        "format_version": 1,
+        "kind": "plant",
+        "name": name,
+        "version": datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
+        "created_at": datetime.now(UTC).isoformat(),
+        "config": network_config.to_dict(),
+        "codes": [
+            {"code": code, "description": description}
+            for code, description in zip(
+                codes, describe_codes(codes, spec.code_systems), strict=True
+            )
+        ],
+        "code_system": "+".join(str(system) for system in spec.code_systems),
+        "thresholds": Thresholds(0.5, np.full(len(codes), 0.5), 3).to_json(),
+        "max_tokens": settings.max_tokens,
+        "top_k_export": network_config.top_k_export,
+        "train_code_counts": [counts[code] for code in codes],
+        "corpus": {
+            **spec.to_dict(),
+            "split": options.train_split,
+            "fingerprint": fingerprint(train_docs),
+        },
+        "dev_metrics": {},
+        "training": {"preset": options.preset, "plant": options.plant, "seed": options.seed},
+        "package_versions": package_versions(
+            ["torch", "onnx", "onnxruntime", "tokenizers", "numpy", "simple-icd-10-cm"]
+        ),
+    }
+    write_bundle(options.out, metadata, graph_path, options.out / "tokenizer.json")
+    seconds["export"] = time.perf_counter() - started
+
+    from model.runtime import OnnxPredictor
+
+    started = time.perf_counter()
+    predictor = OnnxPredictor(options.out)
+    dev_scores = predictor.scores([doc.text for doc in dev_docs])
+    global_threshold, _ = tune_global_threshold(dev_labels, dev_scores)
+    per_code = tune_per_code_thresholds(dev_labels, dev_scores, global_threshold)
+    metadata["thresholds"] = Thresholds(global_threshold, per_code, 3).to_json()
+    evaluation = evaluate_predictor(predictor, dev_docs, metadata, scores=dev_scores)
+    metadata["dev_metrics"] = json_safe(evaluation.report.as_dict())
+    seconds["thresholds+evaluate"] = time.perf_counter() - started
+    metadata["training"] |= {
+        "seconds": {stage: round(value, 1) for stage, value in seconds.items()},
+        "lm": reports["lm"],
+        "l2r": reports["l2r"],
+        "classifier": stage_reports,
+    }
+    write_bundle(options.out, metadata, graph_path, options.out / "tokenizer.json")
+    return TrainResult(options.out, metadata["dev_metrics"], seconds, reports)

@@ -1,28 +1,53 @@
-# Short names for what people type. `make test` is what CI runs.
-PYTHON ?= python
+# Short names for what people type. On a fresh machine `make demo` and `make test` first build
+# the virtual environment ($(VENV)) from pyproject.toml; CI passes its own VENV.
+PYTHON ?= python3
 VENV ?= .venv
-CODIESP ?= ../shared/codiesp
+BIN := $(VENV)/bin
+DEMO_BUNDLE ?= bundles/demo
+DEMO_DB ?= sqlite:///./plant_icd.db
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# Where CodiEsp is read from; empty: $$PLANT_ICD_CODIESP, ../shared/codiesp, the download cache,
+# else the public Zenodo record is downloaded. `make demo CODIESP=/data/codiesp` points elsewhere.
+CODIESP ?=
 
-.PHONY: install lint format typecheck pytest test clean
+.PHONY: install demo lint format typecheck pytest test clean
 
-install:
-	$(PYTHON) -m pip install -e '.[serve,train,dev]'
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[serve,train,dev]'
+	touch $@
 
-lint:
-	ruff check .
-	ruff format --check .
+install: $(BIN)/.installed
 
-format:
-	ruff check --fix .
-	ruff format .
+demo: $(BIN)/.installed
+	@if [ -f $(DEMO_BUNDLE)/bundle.json ]; then \
+		echo "using the existing demo bundle $(DEMO_BUNDLE) (delete it to retrain)"; \
+	else \
+		$(BIN)/plant-icd train --corpus codiesp --codes D --lang en --preset demo \
+			--out $(DEMO_BUNDLE) $(if $(CODIESP),--path $(CODIESP)); \
+	fi
+	PLANT_ICD_DATABASE_URL=$(DEMO_DB) $(BIN)/plant-icd db upgrade
+	@echo "serving on http://$(HOST):$(PORT) (API docs at http://$(HOST):$(PORT)/docs)"
+	PLANT_ICD_DATABASE_URL=$(DEMO_DB) PLANT_ICD_BUNDLE_DIR=$(DEMO_BUNDLE) \
+		$(BIN)/plant-icd serve --host $(HOST) --port $(PORT)
 
-typecheck:
-	mypy
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
-pytest:
-	pytest -q -p no:cacheprovider
+format: $(BIN)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+pytest: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest
 
 clean:
-	rm -rf .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

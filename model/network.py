@@ -480,7 +480,6 @@ class LabelAttentionDecoder(nn.Module):
         force = (~window_valid).unsqueeze(-1) & first  # (B, nW, 1, W)
         k = min(self.inattention_k, window)
 
-        context: Tensor | None = None  # (B, nW, C, d), summed over branches
         alpha_sum: Tensor | None = None  # (B, nW, C, W), summed over branches
         for branch in self.branches:
             scores = self._scores(branch, states, input_ids)  # (B, nW, C, W)
@@ -488,10 +487,11 @@ class LabelAttentionDecoder(nn.Module):
                 kept = _keep_top_k(scores, valid, k) | force  # (B, nW, C, W)
             alpha = torch.softmax(scores.masked_fill(~kept, float("-inf")), dim=-1)
             del scores, kept
-            branch_context = torch.matmul(alpha, states)  # (B, nW, C, d)
-            context = branch_context if context is None else context + branch_context
             alpha_sum = alpha if alpha_sum is None else alpha_sum + alpha
-        assert context is not None and alpha_sum is not None
+        assert alpha_sum is not None
+        # The branches' contexts are summed, and sum_b (alpha_b @ H) = (sum_b alpha_b) @ H: one
+        # (C, W) x (W, d) product per window instead of one per branch.
+        context = torch.matmul(alpha_sum, states)  # (B, nW, C, d)
 
         window_logits = torch.einsum("bncd,cd->bnc", context, self.output_weight)
         window_logits = window_logits + self.output_bias  # (B, nW, C)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import numpy as np
 import typer
 
+from service import cli as service_cli
 from training.console import bucket_table, console, progress_bar, stdout, summary_table
 
 app = typer.Typer(
@@ -29,6 +30,10 @@ data_app = typer.Typer(help="Inspect corpora.", no_args_is_help=True)
 baseline_app = typer.Typer(help="The TF-IDF + logistic regression baseline.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(baseline_app, name="baseline")
+# The service's commands (database, keys, serve) live with the service; they need no torch.
+app.add_typer(service_cli.db_app, name="db")
+app.add_typer(service_cli.keys_app, name="keys")
+app.command("serve")(service_cli.serve)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -305,7 +310,8 @@ def train(
 
         result = run_training(options, progress=notify)
     stdout.print(summary_table("seconds per stage", list(result.stage_seconds.items())))
-    stdout.print(summary_table(f"{out.name} on dev", list(result.dev_metrics.items())))
+    stdout.print(summary_table(f"{out.name} on dev", result.dev_report.rows()))
+    stdout.print(bucket_table("by training frequency", result.dev_report.bucket_rows()))
     console.print(f"bundle written to {result.bundle_dir}")
 
 

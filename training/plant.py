@@ -32,6 +32,7 @@ from training.evaluate import evaluate_predictor, gold_matrix, json_safe
 from training.finetune import FinetuneConfig, StageConfig, run_stage
 from training.l2r import L2RConfig, train_l2r
 from training.lm import LMConfig, pretrain_language_model
+from training.metrics import MetricReport
 from training.mutual_info import label_matrix, normalized_mutual_information, presence_matrix
 from training.thresholds import Thresholds, tune_global_threshold, tune_per_code_thresholds
 
@@ -47,10 +48,43 @@ class PlantPreset:
     lm: LMConfig
     l2r: L2RConfig
     finetune: FinetuneConfig
+    network: str = "demo"  # a `model.network.PRESETS` name
     network_overrides: dict[str, Any] = field(default_factory=dict)
 
 
+PRESET_NAMES = ("tiny", "demo", "paper")
+
+
 def preset(name: str, seed: int) -> PlantPreset:
+    if name == "tiny":
+        # Seconds, for tests and smoke runs on synthetic corpora; not a useful model.
+        return PlantPreset(
+            vocab_size=400,
+            max_tokens=256,
+            lm=LMConfig(epochs=1, bptt=16, batch_size=4, lr=3e-3, seed=seed),
+            l2r=L2RConfig(max_steps=30, codes_per_batch=16, seed=seed),
+            finetune=FinetuneConfig(
+                stages=[
+                    StageConfig("decoder", "decoder", epochs=20, lr=1e-2),
+                    StageConfig("top", "top", epochs=2, lr=3e-3),
+                    StageConfig("all", "all", epochs=2, lr=1e-3),
+                ],
+                batch_size=8,
+                max_tokens=256,
+                patience=5,
+                seed=seed,
+            ),
+            network="demo",
+            network_overrides={
+                "emb_dim": 16,
+                "hidden_dim": 24,
+                "chunk_len": 32,
+                "l2r_dim": 8,
+                "laat_dim": 16,
+                "inattention_k": 8,
+                "window": 64,
+            },
+        )
     if name == "demo":
         # Sized for the whole CodiEsp pipeline in under 20 minutes on 2 CPU cores.
         return PlantPreset(
@@ -88,8 +122,9 @@ def preset(name: str, seed: int) -> PlantPreset:
                 patience=4,
                 seed=seed,
             ),
+            network="paper",
         )
-    raise ValueError(f"unknown preset {name!r}: use demo or paper")
+    raise ValueError(f"unknown preset {name!r}: use one of {', '.join(PRESET_NAMES)}")
 
 
 @dataclass
@@ -109,7 +144,7 @@ class TrainOptions:
 @dataclass
 class TrainResult:
     bundle_dir: Path
-    dev_metrics: dict[str, float]
+    dev_report: MetricReport
     stage_seconds: dict[str, float]
     reports: dict[str, Any]
 
@@ -182,7 +217,7 @@ def run_training(options: TrainOptions, progress: Progress | None = None) -> Tra
 
     seed_everything(options.seed)
     network_config = build_config(
-        options.preset,
+        settings.network,
         vocab_size=tokenizer.vocab_size,
         n_codes=len(codes),
         top_k_export=min(options.top_k_export, len(codes)),
@@ -349,4 +384,4 @@ def run_training(options: TrainOptions, progress: Progress | None = None) -> Tra
         "classifier": stage_reports,
     }
     write_bundle(options.out, metadata, graph_path, options.out / "tokenizer.json")
-    return TrainResult(options.out, metadata["dev_metrics"], seconds, reports)
+    return TrainResult(options.out, evaluation.report, seconds, reports)

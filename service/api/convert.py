@@ -1,0 +1,161 @@
+"""From database rows and model outputs to response bodies.
+
+Highlight text is never stored: it is cut from the note text when shown, and is null once the
+text is gone (storage off, or purged).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from model.prediction import CodePrediction
+from service import crud
+from service.db.models import FeedbackEvent, PredictedCode, Prediction
+from service.schemas import (
+    CodeOut,
+    CurrentDecision,
+    ErrorOut,
+    FeedbackEventOut,
+    HighlightOut,
+    ModelRef,
+    PredictionDetail,
+    PredictionOut,
+    PredictionSummary,
+    ReviewOut,
+)
+
+# Shown in OpenAPI for every route that can answer it.
+ERROR_DESCRIPTIONS = {
+    400: "the body could not be read (e.g. not UTF-8)",
+    401: "no API key, or an unknown one",
+    403: "the key's role may not do this",
+    404: "no such prediction or code",
+    413: "a note or a batch over the configured limit",
+    422: "the request is invalid; the message says what to fix",
+    503: "the model is warming up or the database is unavailable; retry after Retry-After",
+}
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """Query times without a zone are read as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
+
+
+def fresh_prediction(
+    row: Prediction, ranked: Sequence[CodePrediction], elapsed_ms: float
+) -> PredictionOut:
+    return PredictionOut(
+        prediction_id=uuid.UUID(row.id),
+        created_at=row.created_at,
+        note_id=row.note_id,
+        encounter_id=row.encounter_id,
+        model=ModelRef(name=row.model_name, version=row.model_version),
+        codes=[
+            CodeOut(
+                code=code.code,
+                description=code.description,
+                score=code.score,
+                rank=code.rank,
+                above_threshold=code.above_threshold,
+                highlights=[
+                    HighlightOut(start=h.start, end=h.end, text=h.text, weight=h.weight)
+                    for h in code.highlights
+                ],
+            )
+            for code in ranked
+        ],
+        elapsed_ms=elapsed_ms,
+    )
+
+
+def _stored_code(row: PredictedCode, note_text: str | None) -> CodeOut:
+    return CodeOut(
+        code=row.code,
+        description=row.description,
+        score=row.score,
+        rank=row.rank,
+        above_threshold=row.above_threshold,
+        highlights=[
+            HighlightOut(
+                start=int(span["start"]),
+                end=int(span["end"]),
+                text=None if note_text is None else note_text[span["start"] : span["end"]],
+                weight=float(span["weight"]),
+            )
+            for span in row.highlights
+        ],
+    )
+
+
+def event_out(event: FeedbackEvent) -> FeedbackEventOut:
+    return FeedbackEventOut.model_validate(
+        {
+            "id": event.id,
+            "created_at": event.created_at,
+            "coder_id": event.coder_id,
+            "code": event.code,
+            "decision": event.decision,
+            "comment": event.comment,
+        }
+    )
+
+
+def review_out(row: Prediction, events: Sequence[FeedbackEvent]) -> ReviewOut:
+    latest = crud.current_decisions(events)
+    return ReviewOut(
+        reviewed=bool(events),
+        decisions=[
+            CurrentDecision.model_validate(
+                {
+                    "code": code,
+                    "decision": event.decision,
+                    "coder_id": event.coder_id,
+                    "decided_at": event.created_at,
+                }
+            )
+            for code, event in latest.items()
+        ],
+        final_codes=crud.final_codes(row, events),
+    )
+
+
+def stored_prediction(row: Prediction) -> PredictionDetail:
+    events = list(row.feedback)
+    return PredictionDetail(
+        prediction_id=uuid.UUID(row.id),
+        created_at=row.created_at,
+        note_id=row.note_id,
+        encounter_id=row.encounter_id,
+        model=ModelRef(name=row.model_name, version=row.model_version),
+        codes=[_stored_code(code, row.note_text) for code in row.codes],
+        elapsed_ms=row.elapsed_ms,
+        note_text=row.note_text,
+        note_sha256=row.note_sha256,
+        note_chars=row.note_chars,
+        client=row.client,
+        feedback=[event_out(event) for event in events],
+        review=review_out(row, events),
+    )
+
+
+def prediction_summary(row: Prediction, feedback_events: int) -> PredictionSummary:
+    return PredictionSummary(
+        prediction_id=uuid.UUID(row.id),
+        created_at=row.created_at,
+        note_id=row.note_id,
+        encounter_id=row.encounter_id,
+        model=ModelRef(name=row.model_name, version=row.model_version),
+        note_chars=row.note_chars,
+        codes_above_threshold=[code.code for code in row.codes if code.above_threshold],
+        feedback_events=feedback_events,
+        reviewed=feedback_events > 0,
+    )

@@ -1,0 +1,187 @@
+"""Coder feedback: appending decisions to a prediction's audit trail, and exporting reviewed notes.
+
+Events are append-only; the latest decision per code is the current state. The export writes
+JSONL lines `{"id", "text", "codes"}` (final codes: accepted suggestions, then added codes) that
+`training.corpora.jsonl` reads, so a site can retrain on its own coders' decisions.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import StreamingResponse
+
+from model.codes import compact
+from service import crud
+from service.api.convert import as_utc, error_responses, event_out, review_out
+from service.api.deps import (
+    AdminDep,
+    CoderDep,
+    InferenceDep,
+    MetricsDep,
+    SessionDep,
+    SessionFactoryDep,
+)
+from service.core.logging import get_logger
+from service.db.models import Prediction
+from service.db.session import UNAVAILABLE_ERRORS
+from service.inference import CodeRejectedError, InferenceService
+from service.schemas import DecisionIn, FeedbackIn, FeedbackOut
+
+router = APIRouter(tags=["feedback"])
+log = get_logger("feedback")
+
+SKIPPED_HEADER = "X-Export-Skipped-Without-Text"
+
+
+def _resolve(
+    prediction: Prediction, decisions: list[DecisionIn], inference: InferenceService
+) -> list[tuple[str, str]]:
+    """(code as recorded, decision) per decision, or 422 listing every problem."""
+    suggested = {compact(row.code): row.code for row in prediction.codes}
+    added_before = {
+        compact(event.code): event.code
+        for event in prediction.feedback
+        if event.decision == "added"
+    }
+    resolved: list[tuple[str, str]] = []
+    problems: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for decision in decisions:
+        key = compact(decision.code)
+        if key in seen:
+            problems.append(
+                {
+                    "code": decision.code,
+                    "msg": "appears twice in this feedback: send one decision per code",
+                }
+            )
+            continue
+        seen.add(key)
+        if decision.decision == "added":
+            try:
+                code = suggested.get(key) or inference.validate_code(decision.code)
+            except CodeRejectedError as error:
+                problems.append({"code": decision.code, "msg": str(error)})
+                continue
+        else:
+            found = suggested.get(key) or added_before.get(key)
+            if found is None:
+                problems.append(
+                    {
+                        "code": decision.code,
+                        "msg": f"{decision.code!r} was not suggested for this prediction, so it "
+                        "cannot be accepted or rejected: send decision 'added' to add it",
+                    }
+                )
+                continue
+            code = found
+        resolved.append((code, decision.decision))
+    if problems:
+        summary = "; ".join(f"{problem['code']}: {problem['msg']}" for problem in problems)
+        raise HTTPException(422, detail={"detail": summary, "errors": problems})
+    return resolved
+
+
+@router.post(
+    "/v1/predictions/{prediction_id}/feedback",
+    status_code=status.HTTP_201_CREATED,
+    summary="Record a coder's decisions",
+    responses=error_responses(400, 401, 403, 404, 422, 503),
+)
+def create_feedback(
+    prediction_id: uuid.UUID,
+    feedback: FeedbackIn,
+    caller: CoderDep,
+    session: SessionDep,
+    inference: InferenceDep,
+    metrics: MetricsDep,
+) -> FeedbackOut:
+    """Accept or reject suggested codes and add codes the model missed (checked against the
+    catalogue). Appends to the audit trail; the latest decision per code is the current state."""
+    prediction = crud.get_prediction(session, prediction_id=str(prediction_id))
+    if prediction is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"no prediction with id {prediction_id}"
+        )
+    decisions = _resolve(prediction, feedback.decisions, inference)
+    try:
+        recorded = crud.record_feedback(
+            session,
+            prediction=prediction,
+            decisions=decisions,
+            coder_id=feedback.coder_id,
+            comment=feedback.comment,
+            client=caller.name,
+        )
+    except UNAVAILABLE_ERRORS:
+        metrics.db_write_errors.labels(operation="feedback").inc()
+        raise
+    for _, decision in decisions:
+        metrics.feedback.labels(decision=decision).inc()
+    session.refresh(prediction, attribute_names=["feedback"])
+    return FeedbackOut(
+        prediction_id=prediction_id,
+        recorded=[event_out(event) for event in recorded],
+        review=review_out(prediction, list(prediction.feedback)),
+    )
+
+
+@router.get(
+    "/v1/feedback/export",
+    summary="Reviewed notes as JSONL",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                "application/x-ndjson": {
+                    "example": '{"id": "3f2b8a34-...", "text": "Patient ...", "codes": ["R50.9"]}'
+                }
+            },
+            "description": "one reviewed note per line; notes whose text is not stored are "
+            f"skipped and counted in the {SKIPPED_HEADER} header",
+        },
+        **error_responses(401, 403, 422, 503),
+    },
+)
+def export_feedback(
+    caller: AdminDep,
+    session: SessionDep,
+    sessions: SessionFactoryDep,
+    created_from: Annotated[datetime | None, Query(description="predictions from (ISO)")] = None,
+    created_to: Annotated[datetime | None, Query(description="predictions before")] = None,
+) -> StreamingResponse:
+    """Every reviewed prediction whose note text is stored, with its final codes, as
+    `{"id", "text", "codes", "note_id", "encounter_id"}` lines (`id` is the prediction id)."""
+    since, until = as_utc(created_from), as_utc(created_to)
+    skipped = crud.count_reviewed_without_text(session, created_from=since, created_to=until)
+    if skipped:
+        log.warning(
+            "feedback export skips reviewed notes without stored text",
+            extra={"skipped": skipped},
+        )
+
+    def lines() -> Iterator[bytes]:
+        for row, events in crud.iter_reviewed(sessions, created_from=since, created_to=until):
+            record = {
+                "id": row.id,
+                "text": row.note_text,
+                "codes": crud.final_codes(row, events),
+                "note_id": row.note_id,
+                "encounter_id": row.encounter_id,
+            }
+            yield (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+
+    return StreamingResponse(
+        lines(),
+        media_type="application/x-ndjson",
+        headers={
+            SKIPPED_HEADER: str(skipped),
+            "Content-Disposition": 'attachment; filename="feedback-export.jsonl"',
+        },
+    )

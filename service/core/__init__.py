@@ -1,0 +1,1 @@
+"""Configuration, security, logging and metrics shared by the whole service."""

@@ -1,0 +1,161 @@
+"""The service's one typed configuration: every setting, its `PLANT_ICD_` variable and its checks.
+
+Nothing reads the environment anywhere else. `Settings()` reads it; tests pass values directly.
+Outside development, insecure defaults (no API keys, a CORS wildcard) are refused at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+Role = Literal["ehr", "coder", "admin"]
+ROLES: tuple[Role, ...] = ("ehr", "coder", "admin")
+Environment = Literal["development", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class ApiKey(BaseModel):
+    """One client's key as configured: its name, its role and the sha256 of the secret."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+    role: Role
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex sha256 of the key")
+
+
+def read_api_keys_file(path: Path) -> list[ApiKey]:
+    """The keys in a JSON file holding a list of {name, role, sha256}; errors name the file."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(
+            f"API keys file {path} does not exist: create it with `plant-icd keys create "
+            "--name NAME --role ROLE --keys-file PATH`"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"API keys file {path} is not readable JSON: {error}") from None
+    if not isinstance(raw, list):
+        raise ValueError(f"API keys file {path} must hold a JSON list of {{name, role, sha256}}")
+    keys = []
+    for index, entry in enumerate(raw):
+        try:
+            keys.append(ApiKey.model_validate(entry))
+        except ValidationError as error:
+            raise ValueError(f"API keys file {path} entry {index} is invalid: {error}") from None
+    return keys
+
+
+def normalize_database_url(url: str) -> str:
+    """A SQLAlchemy URL, with bare PostgreSQL URLs pointed at psycopg 3."""
+    # psycopg 3 is the driver the serve extra installs; a bare postgres URL would ask for
+    # psycopg2, which is not there.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    try:
+        make_url(url)
+    except Exception as error:
+        raise ValueError(f"database_url {url!r} is not a SQLAlchemy URL: {error}") from None
+    return url
+
+
+class Settings(BaseSettings):
+    """Service settings; each field `x` is read from the variable `PLANT_ICD_X`."""
+
+    model_config = SettingsConfigDict(env_prefix="PLANT_ICD_", extra="forbid")
+
+    bundle_dir: Path = Field(
+        default=Path("bundles/demo"),
+        description="model bundle directory (model.onnx, bundle.json, ...)",
+    )
+    database_url: str = Field(
+        default="sqlite:///./plant_icd.db",
+        description="SQLAlchemy URL; PostgreSQL as postgresql+psycopg://user:pass@host/db",
+    )
+    store_note_text: bool = Field(
+        default=True, description="store note text with each prediction; when false only its sha256"
+    )
+    max_note_chars: int = Field(
+        default=100_000, ge=1, description="longest note accepted (413 above)"
+    )
+    max_batch_notes: int = Field(default=32, ge=1, description="most notes in one batch call")
+    default_top_k: int = Field(
+        default=10, ge=1, le=1000, description="codes returned when top_k unset"
+    )
+    inference_threads: int | None = Field(
+        default=None, ge=1, description="ONNX Runtime intra-op threads (unset: one per core)"
+    )
+    max_concurrent_inferences: int = Field(
+        default=2, ge=1, description="inferences run at once; further requests wait"
+    )
+    api_keys: list[ApiKey] = Field(
+        default_factory=list, description="JSON list of {name, role, sha256}"
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="JSON file with a list of {name, role, sha256}, added to api_keys"
+    )
+    environment: Environment = "development"
+    cors_origins: list[str] = Field(
+        default_factory=list, description="JSON list of allowed origins; empty: CORS closed"
+    )
+    metrics_enabled: bool = Field(default=True, description="serve Prometheus metrics at /metrics")
+    log_level: LogLevel = "INFO"
+    db_connect_timeout_seconds: int = Field(
+        default=5, ge=1, description="give up connecting to the database after this long"
+    )
+    retry_after_seconds: int = Field(
+        default=5,
+        ge=1,
+        description="Retry-After sent with 503 while the database or model is not ready",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @model_validator(mode="after")
+    def _keys_and_environment(self) -> Settings:
+        if self.api_keys_file is not None:
+            self.api_keys = [*self.api_keys, *read_api_keys_file(self.api_keys_file)]
+        names = [key.name for key in self.api_keys]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"API key names must be unique; repeated: {duplicates}")
+        hashes = [key.sha256 for key in self.api_keys]
+        if len(set(hashes)) != len(hashes):
+            raise ValueError("two API keys share one sha256: give each client its own key")
+        if self.environment != "development":
+            problems = []
+            if not self.api_keys:
+                problems.append(
+                    "no API keys are configured (set PLANT_ICD_API_KEYS_FILE; create keys with "
+                    "`plant-icd keys create`)"
+                )
+            if "*" in self.cors_origins:
+                problems.append("PLANT_ICD_CORS_ORIGINS contains '*': list the allowed origins")
+            if problems:
+                raise ValueError(
+                    f"refusing insecure settings for environment={self.environment!r}: "
+                    + "; ".join(problems)
+                )
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        """False only in development with no keys configured: every caller is then admin."""
+        return bool(self.api_keys)
+
+    @property
+    def redacted_database_url(self) -> str:
+        return make_url(self.database_url).render_as_string(hide_password=True)

@@ -1,0 +1,262 @@
+"""Data access: every read and write of the audit tables, as keyword-only functions on a Session.
+
+Writes commit before returning, so a caller holding the result knows it is recorded. The review
+state (latest decision per code, final codes) is derived here from the append-only events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from model.prediction import CodePrediction
+from service.db.models import FeedbackEvent, PredictedCode, Prediction, new_id, utc_now
+
+
+@dataclass(frozen=True)
+class NoteRecord:
+    """What the client sent for one note."""
+
+    text: str
+    note_id: str | None
+    encounter_id: str | None
+    top_k: int
+
+
+def note_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def record_predictions(
+    session: Session,
+    *,
+    notes: Sequence[NoteRecord],
+    predictions: Sequence[Sequence[CodePrediction]],
+    model_name: str,
+    model_version: str,
+    elapsed_ms: float,
+    client: str,
+    store_note_text: bool,
+) -> list[Prediction]:
+    """Insert one prediction per note with its ranked codes, in one transaction, and commit."""
+    created_at = utc_now()
+    rows = []
+    for note, ranked in zip(notes, predictions, strict=True):
+        row = Prediction(
+            id=new_id(),
+            created_at=created_at,
+            note_id=note.note_id,
+            encounter_id=note.encounter_id,
+            note_text=note.text if store_note_text else None,
+            note_sha256=note_sha256(note.text),
+            note_chars=len(note.text),
+            model_name=model_name,
+            model_version=model_version,
+            top_k=note.top_k,
+            elapsed_ms=elapsed_ms,
+            client=client,
+        )
+        row.codes = [
+            PredictedCode(
+                rank=code.rank,
+                code=code.code,
+                description=code.description,
+                score=code.score,
+                above_threshold=code.above_threshold,
+                highlights=[
+                    {"start": span.start, "end": span.end, "weight": span.weight}
+                    for span in code.highlights
+                ],
+            )
+            for code in ranked
+        ]
+        rows.append(row)
+    try:
+        session.add_all(rows)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return rows
+
+
+def get_prediction(session: Session, *, prediction_id: str) -> Prediction | None:
+    """The prediction with its codes and feedback loaded, or None."""
+    statement = (
+        select(Prediction)
+        .where(Prediction.id == prediction_id)
+        .options(selectinload(Prediction.codes), selectinload(Prediction.feedback))
+    )
+    return session.scalars(statement).one_or_none()
+
+
+@dataclass(frozen=True)
+class PredictionFilters:
+    reviewed: bool | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    note_id: str | None = None
+    encounter_id: str | None = None
+
+
+def _filtered(statement: Select[Any], filters: PredictionFilters) -> Select[Any]:
+    has_feedback = exists().where(FeedbackEvent.prediction_id == Prediction.id)
+    if filters.reviewed is True:
+        statement = statement.where(has_feedback)
+    elif filters.reviewed is False:
+        statement = statement.where(~has_feedback)
+    if filters.created_from is not None:
+        statement = statement.where(Prediction.created_at >= filters.created_from)
+    if filters.created_to is not None:
+        statement = statement.where(Prediction.created_at < filters.created_to)
+    if filters.note_id is not None:
+        statement = statement.where(Prediction.note_id == filters.note_id)
+    if filters.encounter_id is not None:
+        statement = statement.where(Prediction.encounter_id == filters.encounter_id)
+    return statement
+
+
+def list_predictions(
+    session: Session,
+    *,
+    filters: PredictionFilters,
+    limit: int,
+    offset: int,
+    newest_first: bool = True,
+) -> tuple[list[tuple[Prediction, int]], int]:
+    """One page of predictions with their feedback event counts, and the total matching."""
+    total = session.scalar(
+        _filtered(select(Prediction), filters).with_only_columns(func.count(Prediction.id))
+    )
+    order = (
+        (Prediction.created_at.desc(), Prediction.id.desc())
+        if newest_first
+        else (Prediction.created_at.asc(), Prediction.id.asc())
+    )
+    statement = (
+        _filtered(select(Prediction), filters)
+        .options(selectinload(Prediction.codes))
+        .order_by(*order)
+        .limit(limit)
+        .offset(offset)
+    )
+    page: list[Prediction] = list(session.scalars(statement))
+    counts: dict[str, int] = {}
+    if page:
+        counted = session.execute(
+            select(FeedbackEvent.prediction_id, func.count(FeedbackEvent.id))
+            .where(FeedbackEvent.prediction_id.in_([row.id for row in page]))
+            .group_by(FeedbackEvent.prediction_id)
+        )
+        counts = {prediction_id: int(n) for prediction_id, n in counted}
+    return [(row, counts.get(row.id, 0)) for row in page], int(total or 0)
+
+
+def record_feedback(
+    session: Session,
+    *,
+    prediction: Prediction,
+    decisions: Sequence[tuple[str, str]],
+    coder_id: str,
+    comment: str | None,
+    client: str,
+) -> list[FeedbackEvent]:
+    """Append one event per (code, decision) and commit; earlier events are never touched."""
+    created_at = utc_now()
+    events = [
+        FeedbackEvent(
+            prediction_id=prediction.id,
+            created_at=created_at,
+            coder_id=coder_id,
+            code=code,
+            decision=decision,
+            comment=comment,
+            client=client,
+        )
+        for code, decision in decisions
+    ]
+    try:
+        session.add_all(events)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return events
+
+
+# -- review state -------------------------------------------------------------------------------
+
+
+def current_decisions(events: Sequence[FeedbackEvent]) -> dict[str, FeedbackEvent]:
+    """The latest event per code (events are append-only; a higher id is later)."""
+    latest: dict[str, FeedbackEvent] = {}
+    for event in sorted(events, key=lambda event: event.id):
+        latest[event.code] = event
+    return latest
+
+
+def final_codes(prediction: Prediction, events: Sequence[FeedbackEvent]) -> list[str]:
+    """Accepted suggestions in rank order, then added codes in the order first added."""
+    latest = current_decisions(events)
+    keep = {code for code, event in latest.items() if event.decision in ("accepted", "added")}
+    suggested = [row.code for row in sorted(prediction.codes, key=lambda row: row.rank)]
+    chosen = [code for code in suggested if code in keep]
+    for event in sorted(events, key=lambda event: event.id):
+        if event.code in keep and event.code not in chosen:
+            chosen.append(event.code)
+    return chosen
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+def count_reviewed_without_text(
+    session: Session, *, created_from: datetime | None, created_to: datetime | None
+) -> int:
+    filters = PredictionFilters(reviewed=True, created_from=created_from, created_to=created_to)
+    statement = _filtered(select(Prediction), filters).where(Prediction.note_text.is_(None))
+    return int(session.scalar(statement.with_only_columns(func.count(Prediction.id))) or 0)
+
+
+def iter_reviewed(
+    sessions: sessionmaker[Session],
+    *,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    page_size: int = 200,
+) -> Iterator[tuple[Prediction, list[FeedbackEvent]]]:
+    """Reviewed predictions that still have their text, oldest first, a page per session.
+
+    Keyset paging on (created_at, id): rows added while the export runs cannot shift a page.
+    """
+    filters = PredictionFilters(reviewed=True, created_from=created_from, created_to=created_to)
+    after: tuple[datetime, str] | None = None
+    while True:
+        statement = (
+            _filtered(select(Prediction), filters)
+            .where(Prediction.note_text.is_not(None))
+            .options(selectinload(Prediction.codes), selectinload(Prediction.feedback))
+            .order_by(Prediction.created_at, Prediction.id)
+            .limit(page_size)
+        )
+        if after is not None:
+            created_at, last_id = after
+            statement = statement.where(
+                or_(
+                    Prediction.created_at > created_at,
+                    and_(Prediction.created_at == created_at, Prediction.id > last_id),
+                )
+            )
+        with sessions() as session:
+            page: list[Prediction] = list(session.scalars(statement))
+            for row in page:
+                yield row, list(row.feedback)
+        if len(page) < page_size:
+            return
+        after = (page[-1].created_at, page[-1].id)

@@ -1,0 +1,1 @@
+"""The audit database: tables, engines, migrations and their administration."""

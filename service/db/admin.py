@@ -1,0 +1,98 @@
+"""Database administration: applying and reverting migrations, checking the revision, retention.
+
+Used by `plant-icd db ...` and by the service's start-up check, which refuses an un-migrated
+database. Alembic is configured here in code, so no alembic.ini is needed at the repository root.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, update
+
+from service.db.models import Prediction, utc_now
+from service.db.session import make_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+UPGRADE_COMMAND = "plant-icd db upgrade"
+
+
+class DatabaseNotMigratedError(RuntimeError):
+    """The database lacks the tables this version needs; the message names the command to run."""
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # Passed as an attribute, not an ini option: ini interpolation would mangle a '%' in a
+    # URL-encoded password.
+    config.attributes["database_url"] = url
+    return config
+
+
+def head_revisions() -> set[str]:
+    """The revisions this code needs the database at (one, unless migrations branch)."""
+    return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def current_revisions(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(MigrationContext.configure(connection).get_current_heads())
+
+
+def current(url: str) -> str | None:
+    """The database's revision ("0001"), or None before any migration."""
+    engine = make_engine(url)
+    try:
+        revisions = current_revisions(engine)
+    finally:
+        engine.dispose()
+    return ",".join(sorted(revisions)) or None
+
+
+def is_up_to_date(engine: Engine) -> bool:
+    return current_revisions(engine) == head_revisions()
+
+
+def check_migrated(engine: Engine, shown_url: str) -> None:
+    """Raise DatabaseNotMigratedError, naming the command, unless the database is at head."""
+    revisions = current_revisions(engine)
+    heads = head_revisions()
+    if revisions != heads:
+        found = ",".join(sorted(revisions)) or "none (never migrated)"
+        head = ",".join(sorted(heads))
+        raise DatabaseNotMigratedError(
+            f"the database {shown_url} is at revision {found}; this service needs {head}. "
+            f"Run `{UPGRADE_COMMAND}` (with the same PLANT_ICD_DATABASE_URL), then start again"
+        )
+
+
+def purge_note_text(engine: Engine, *, older_than: timedelta, now: datetime | None = None) -> int:
+    """Null the note text of predictions older than `older_than`; returns how many were purged.
+
+    The sha256, the codes, the highlights' offsets and all feedback stay: the audit trail
+    survives, only the text goes.
+    """
+    if older_than < timedelta(0):
+        raise ValueError(f"older_than must not be negative, got {older_than}")
+    cutoff = (now or utc_now()) - older_than
+    with engine.begin() as connection:
+        result = connection.execute(
+            update(Prediction)
+            .where(Prediction.created_at < cutoff, Prediction.note_text.is_not(None))
+            .values(note_text=None)
+        )
+    return int(result.rowcount or 0)

@@ -1,0 +1,139 @@
+"""The audit tables: predictions, the codes each returned, and coders' feedback events.
+
+SQLAlchemy 2 typed tables, kept apart from the API's pydantic schemas (service/schemas.py).
+Feedback events are append-only: nothing updates or deletes them; the latest per code wins.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+DECISIONS = ("accepted", "rejected", "added")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend.
+
+    PostgreSQL keeps `timestamptz`; SQLite has no time zones, so values are stored as naive UTC
+    and read back as aware, which keeps comparisons (date filters, retention) correct on both.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Prediction(Base):
+    """One note scored by one model version, as the client received it."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        Index("ix_predictions_created_at", "created_at"),
+        Index("ix_predictions_note_id", "note_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    note_id: Mapped[str | None] = mapped_column(String(200))
+    encounter_id: Mapped[str | None] = mapped_column(String(200))
+    # NULL when text storage is off or the retention purge has run; the sha256 always stays.
+    note_text: Mapped[str | None] = mapped_column(Text)
+    note_sha256: Mapped[str] = mapped_column(String(64))
+    note_chars: Mapped[int] = mapped_column(Integer)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(100))
+    top_k: Mapped[int] = mapped_column(Integer)
+    elapsed_ms: Mapped[float] = mapped_column(Float)
+    client: Mapped[str] = mapped_column(String(100))
+
+    codes: Mapped[list[PredictedCode]] = relationship(
+        back_populates="prediction", order_by="PredictedCode.rank", cascade="all, delete-orphan"
+    )
+    feedback: Mapped[list[FeedbackEvent]] = relationship(
+        back_populates="prediction", order_by="FeedbackEvent.id"
+    )
+
+
+class PredictedCode(Base):
+    """A code as ranked for a prediction; highlights hold offsets and weights, never text."""
+
+    __tablename__ = "predicted_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(
+        ForeignKey("predictions.id", ondelete="CASCADE"), index=True
+    )
+    rank: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(Text)
+    score: Mapped[float] = mapped_column(Float)
+    above_threshold: Mapped[bool] = mapped_column(Boolean)
+    # [{"start": int, "end": int, "weight": float}]: the text is cut from the note when shown,
+    # so a purge or text storage turned off leaves no note text behind here.
+    highlights: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+    prediction: Mapped[Prediction] = relationship(back_populates="codes")
+
+
+class FeedbackEvent(Base):
+    """One coder decision on one code; append-only, ordered by id."""
+
+    __tablename__ = "feedback_events"
+    __table_args__ = (
+        CheckConstraint(
+            "decision IN ('accepted', 'rejected', 'added')", name="ck_feedback_events_decision"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
+    coder_id: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(20))
+    decision: Mapped[str] = mapped_column(String(10))
+    comment: Mapped[str | None] = mapped_column(Text)
+    client: Mapped[str] = mapped_column(String(100))
+
+    prediction: Mapped[Prediction] = relationship(back_populates="feedback")

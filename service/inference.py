@@ -1,0 +1,157 @@
+"""The served model: the ONNX predictor, its readiness, bounded concurrency and its code catalogues.
+
+Inference runs on worker threads (never on the event loop), at most `max_concurrent_inferences`
+at once; further requests wait for a slot. Codes are checked against the catalogue of each code
+system the bundle declares (`icd10cm`, or several joined by `+`, e.g. `icd10cm+icd10pcs`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
+
+from model.catalogue import Catalogue, CodeInfo, UnknownCodeError, catalogue_for
+from model.codes import CodeSystem, compact
+from model.prediction import CodePrediction
+from model.runtime import OnnxPredictor
+from service.core.metrics import Metrics
+
+
+class CodeRejectedError(ValueError):
+    """A code no catalogue of the bundle's code systems accepts; the message says what to fix."""
+
+    def __init__(self, code: str, hint: str) -> None:
+        self.code = code
+        super().__init__(f"{code!r} is not a valid code: {hint}")
+
+
+def parse_code_systems(declared: str) -> list[CodeSystem]:
+    """`icd10cm+icd10pcs` -> [ICD10_CM, ICD10_PCS]; an unknown system is a broken bundle."""
+    systems = []
+    for part in declared.split("+"):
+        try:
+            systems.append(CodeSystem(part.strip().lower()))
+        except ValueError:
+            known = ", ".join(system.value for system in CodeSystem)
+            raise ValueError(
+                f"bundle.json code_system {declared!r} names {part!r}, which is not one of "
+                f"{known} (join several with '+'): re-export the bundle"
+            ) from None
+    return systems
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    predictions: list[list[CodePrediction]]
+    elapsed_ms: float
+
+
+class InferenceService:
+    """Wraps one loaded `OnnxPredictor` for the service."""
+
+    def __init__(self, predictor: OnnxPredictor, *, max_concurrent: int, metrics: Metrics) -> None:
+        self.predictor = predictor
+        self.metrics = metrics
+        self.code_system = predictor.metadata.code_system
+        self.catalogues: list[Catalogue] = [
+            catalogue_for(system) for system in parse_code_systems(self.code_system)
+        ]
+        counts = predictor.metadata.train_code_counts
+        self._model_codes = {compact(code): code for code in predictor.codes}
+        self._train_counts = {
+            compact(code): int(n) for code, n in zip(predictor.codes, counts, strict=True)
+        }
+        self._descriptions = {
+            compact(code): description
+            for code, description in zip(predictor.codes, predictor.descriptions, strict=True)
+        }
+        self._slots = anyio.Semaphore(max_concurrent)
+        self.warm_up_error: str | None = None
+        self.catalogues_loaded = False
+
+    # -- readiness ------------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """One real inference, then the catalogue indexes; blocking (run it on a thread)."""
+        self.predictor.warm_up()
+        for catalogue in self.catalogues:
+            catalogue.load()
+        self.catalogues_loaded = True
+
+    def is_ready(self) -> bool:
+        return self.predictor.is_ready() and self.catalogues_loaded
+
+    @property
+    def state(self) -> str:
+        if self.warm_up_error is not None:
+            return f"failed: {self.warm_up_error}"
+        return "ready" if self.is_ready() else "warming up"
+
+    # -- inference ------------------------------------------------------------------------------
+
+    async def predict(self, texts: Sequence[str], top_k: int) -> InferenceResult:
+        queued = time.perf_counter()
+        async with self._slots:
+            started = time.perf_counter()
+            self.metrics.inference_queue.observe(started - queued)
+            predictions = await anyio.to_thread.run_sync(self.predictor.predict, texts, top_k)
+            elapsed = time.perf_counter() - started
+        self.metrics.inference_latency.observe(elapsed)
+        self.metrics.batch_size.observe(len(texts))
+        for ranked in predictions:
+            self.metrics.codes_per_note.observe(sum(code.above_threshold for code in ranked))
+        return InferenceResult(predictions, elapsed * 1000.0)
+
+    # -- codes ----------------------------------------------------------------------------------
+
+    def model_code(self, code: str) -> str | None:
+        """The bundle's spelling of `code` when the model scores it (case and dots ignored)."""
+        return self._model_codes.get(compact(code))
+
+    def train_count(self, code: str) -> int | None:
+        return self._train_counts.get(compact(code))
+
+    def model_description(self, code: str) -> str | None:
+        return self._descriptions.get(compact(code))
+
+    def validate_code(self, code: str) -> str:
+        """The normalised code if the model or a catalogue knows it, else CodeRejectedError."""
+        known = self.model_code(code)
+        if known is not None:
+            return known
+        hints = []
+        for catalogue in self.catalogues:
+            try:
+                return catalogue.validate(code)
+            except UnknownCodeError as error:
+                hints.append(str(error))
+            except ValueError as error:  # normalisation of something that is not a code
+                hints.append(f"{catalogue.system.value}: {error}")
+        raise CodeRejectedError(code, "; ".join(hints))
+
+    def lookup(self, code: str) -> CodeInfo | None:
+        """The first catalogue entry for `code` that is not known to be invalid."""
+        fallback: CodeInfo | None = None
+        for catalogue in self.catalogues:
+            try:
+                info = catalogue.lookup(code)
+            except ValueError:
+                continue
+            if info.valid is not False:
+                return info
+            fallback = fallback or info
+        if fallback is not None and self.model_code(code) is not None:
+            return fallback
+        return None
+
+    def search(self, query: str, limit: int) -> list[CodeInfo]:
+        results: list[CodeInfo] = []
+        for catalogue in self.catalogues:
+            results.extend(catalogue.search(query, limit=limit - len(results)))
+            if len(results) >= limit:
+                break
+        return results

@@ -1,0 +1,339 @@
+"""The API's request and response bodies (pydantic), with the examples shown at /docs.
+
+Kept apart from the database tables (service/db/models.py). Limits that depend on settings (note
+length, batch size) are checked in the routes, so they answer 413 rather than 422.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+Decision = Literal["accepted", "rejected", "added"]
+
+
+def _storable(value: str) -> str:
+    # Both would fail deep inside the tokenizer or PostgreSQL; say so here instead.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (\\u0000): remove it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "contains an unpaired surrogate, which is not valid Unicode: send valid UTF-8 text"
+        ) from None
+    return value
+
+
+def _note_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("text is empty or only white space: send the note's text")
+    return _storable(value)
+
+
+NoteText = Annotated[str, AfterValidator(_note_text)]
+CleanStr = Annotated[str, AfterValidator(_storable)]
+Identifier = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
+
+_NOTE_EXAMPLE: dict[str, Any] = {
+    "text": "Patient admitted with fever and productive cough; history of hypertension.",
+    "note_id": "note-2024-000123",
+    "encounter_id": "enc-98765",
+    "top_k": 5,
+}
+
+
+class NoteIn(BaseModel):
+    """One note to code. Highlights come back as offsets into `text` exactly as sent."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_NOTE_EXAMPLE]})
+
+    text: NoteText = Field(
+        description="the note's text; offsets in the answer count Unicode code points in it"
+    )
+    note_id: Identifier | None = Field(None, description="the EHR's id of the note")
+    encounter_id: Identifier | None = Field(None, description="the EHR's id of the encounter")
+    top_k: int | None = Field(
+        None, ge=1, le=1000, description="codes to return, best first (default: a setting)"
+    )
+
+
+class BatchIn(BaseModel):
+    """Several notes in one call; each gets its own prediction id. All are recorded or none."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "notes": [
+                        _NOTE_EXAMPLE,
+                        {"text": "Paciente con neumonía y fiebre.", "note_id": "note-124"},
+                    ]
+                }
+            ]
+        },
+    )
+
+    notes: list[NoteIn] = Field(min_length=1, description="the notes (limit: a setting)")
+
+
+class HighlightOut(BaseModel):
+    """Evidence for a code: [start, end) character offsets into the note's text."""
+
+    start: int
+    end: int
+    text: str | None = Field(description="the highlighted text; null when the note was purged")
+    weight: float = Field(description="share of the code's attention on this span")
+
+
+class CodeOut(BaseModel):
+    code: str
+    description: str
+    score: float = Field(description="probability in [0, 1]")
+    rank: int = Field(description="1 = best")
+    above_threshold: bool = Field(description="score at or above the code's tuned threshold")
+    highlights: list[HighlightOut] = Field(
+        description="evidence spans, heaviest first (empty beyond the model's exported top K)"
+    )
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+_PREDICTION_EXAMPLE: dict[str, Any] = {
+    "prediction_id": "3f2b8a34-5f0e-4d6c-9a51-2f3f0c7e1a10",
+    "created_at": "2024-06-01T12:00:00.123000Z",
+    "note_id": "note-2024-000123",
+    "encounter_id": "enc-98765",
+    "model": {"name": "plant-codiesp-d-en", "version": "1.0.0"},
+    "codes": [
+        {
+            "code": "R50.9",
+            "description": "Fever, unspecified",
+            "score": 0.91,
+            "rank": 1,
+            "above_threshold": True,
+            "highlights": [{"start": 23, "end": 28, "text": "fever", "weight": 0.62}],
+        }
+    ],
+    "elapsed_ms": 7.4,
+}
+
+
+class PredictionOut(BaseModel):
+    """A recorded prediction: returned only after it was committed to the audit log."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_PREDICTION_EXAMPLE]})
+
+    prediction_id: UUID
+    created_at: datetime
+    note_id: str | None
+    encounter_id: str | None
+    model: ModelRef
+    codes: list[CodeOut]
+    elapsed_ms: float = Field(description="inference time for this call (the whole batch)")
+
+
+class BatchOut(BaseModel):
+    predictions: list[PredictionOut] = Field(description="in the order the notes were sent")
+
+
+class FeedbackEventOut(BaseModel):
+    id: int
+    created_at: datetime
+    coder_id: str
+    code: str
+    decision: Decision
+    comment: str | None
+
+
+class CurrentDecision(BaseModel):
+    """The latest decision on one code: the current state of the review."""
+
+    code: str
+    decision: Decision
+    coder_id: str
+    decided_at: datetime
+
+
+class ReviewOut(BaseModel):
+    reviewed: bool = Field(description="at least one feedback event was recorded")
+    decisions: list[CurrentDecision]
+    final_codes: list[str] = Field(
+        description="accepted suggestions in rank order, then added codes; what export writes"
+    )
+
+
+class PredictionDetail(PredictionOut):
+    """A prediction with its note, its feedback history and the current review state."""
+
+    note_text: str | None = Field(description="null when text storage is off or it was purged")
+    note_sha256: str
+    note_chars: int
+    client: str = Field(description="name of the API key that asked for the prediction")
+    feedback: list[FeedbackEventOut] = Field(description="every event, oldest first")
+    review: ReviewOut
+
+
+class PredictionSummary(BaseModel):
+    prediction_id: UUID
+    created_at: datetime
+    note_id: str | None
+    encounter_id: str | None
+    model: ModelRef
+    note_chars: int
+    codes_above_threshold: list[str]
+    feedback_events: int
+    reviewed: bool
+
+
+class PredictionPage(BaseModel):
+    items: list[PredictionSummary]
+    total: int = Field(description="predictions matching the filters")
+    limit: int
+    offset: int
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: Annotated[str, Field(min_length=1, max_length=20), AfterValidator(_storable)]
+    decision: Decision = Field(
+        description="accepted / rejected: a suggested (or earlier added) code; added: any "
+        "catalogue code"
+    )
+
+
+class FeedbackIn(BaseModel):
+    """A coder's decisions on one prediction; appended to its audit trail, never overwriting."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "coder_id": "coder-17",
+                    "decisions": [
+                        {"code": "R50.9", "decision": "accepted"},
+                        {"code": "I10", "decision": "rejected"},
+                        {"code": "J18.9", "decision": "added"},
+                    ],
+                    "comment": "pneumonia documented in the radiology section",
+                }
+            ]
+        },
+    )
+
+    coder_id: Identifier
+    decisions: list[DecisionIn] = Field(min_length=1, max_length=500)
+    comment: Annotated[str, Field(max_length=5000), AfterValidator(_storable)] | None = None
+
+
+class FeedbackOut(BaseModel):
+    prediction_id: UUID
+    recorded: list[FeedbackEventOut] = Field(description="the events this call appended")
+    review: ReviewOut
+
+
+class HierarchyNodeOut(BaseModel):
+    code: str
+    description: str
+
+
+class CodeInfoOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "R50.9",
+                    "system": "icd10cm",
+                    "description": "Fever, unspecified",
+                    "description_source": "simple-icd-10-cm",
+                    "valid": True,
+                    "kind": "code",
+                    "is_billable": True,
+                    "chapter": {"code": "18", "description": "Symptoms, signs and ..."},
+                    "block": {"code": "R50-R69", "description": "General symptoms and signs"},
+                    "category": {"code": "R50", "description": "Fever of other and unknown ..."},
+                    "in_model": True,
+                    "train_count": 812,
+                }
+            ]
+        }
+    )
+
+    code: str
+    system: str
+    description: str
+    description_source: str
+    valid: bool | None = Field(
+        description="true: the registry confirms it; null: well formed, no registry to confirm"
+    )
+    kind: Literal["chapter", "block", "code"]
+    is_billable: bool | None
+    chapter: HierarchyNodeOut | None
+    block: HierarchyNodeOut | None
+    category: HierarchyNodeOut | None
+    in_model: bool = Field(description="the served model can suggest this code")
+    train_count: int | None = Field(description="training notes with this code, if in the model")
+
+
+class CodeSearchOut(BaseModel):
+    query: str
+    results: list[CodeInfoOut]
+
+
+class ModelCodeOut(BaseModel):
+    code: str
+    description: str
+    threshold: float
+    train_count: int
+
+
+class ModelOut(BaseModel):
+    name: str
+    version: str
+    kind: str
+    format_version: int
+    created_at: str
+    code_system: str
+    n_codes: int
+    max_tokens: int
+    top_k_export: int
+    global_threshold: float
+    dev_metrics: dict[str, float]
+    corpus: dict[str, Any]
+    training: dict[str, Any]
+    config: dict[str, Any]
+    package_versions: dict[str, str]
+    graph_sha256: str
+    tokenizer_sha256: str
+    codes: list[ModelCodeOut] | None = Field(
+        None, description="every code with its threshold (only with include_codes=true)"
+    )
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    ready: bool
+    model: str = Field(description="loading | warming up | ready | failed: <reason>")
+    database: str = Field(description="ok | unavailable: <reason>")
+
+
+class ErrorOut(BaseModel):
+    """Every error: what went wrong and what to do about it."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="one entry per problem, when there are several"
+    )
+    request_id: str | None = Field(None, description="quote it when reporting a problem")

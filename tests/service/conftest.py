@@ -1,0 +1,101 @@
+"""Fixtures for the service tests: a tiny real bundle, migrated databases on SQLite and on a real
+PostgreSQL (a fresh schema per test, dropped after), and started apps with keys for every role.
+
+PostgreSQL is 127.0.0.1:5432 database `test` (override with PLANT_ICD_TEST_POSTGRES_URL); its
+tests are skipped, with the reason, only when it cannot be reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.core.config import Settings
+from service.db import admin
+from tests.model.bundle_factory import build_tiny_bundle
+from tests.service.service_testing import (
+    API_KEYS,
+    Service,
+    drop_session_schemas,
+    postgres_schema,
+    reachable_postgres,
+    running_service,
+    with_search_path,
+)
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny real bundle (ICD-10-CM codes R50.9, R05, I10, E11.9, R07.9, J18.9; top K 3)."""
+    return build_tiny_bundle(tmp_path_factory.mktemp("service") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The server's URL (database `test`); schemas this session leaves behind are dropped."""
+    url, reason = reachable_postgres()
+    if url is None:
+        pytest.skip(
+            f"PostgreSQL is unreachable ({reason}): start it, or point "
+            "PLANT_ICD_TEST_POSTGRES_URL at one"
+        )
+    yield url
+    drop_session_schemas(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on each backend: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'audit.db'}"
+        return
+    server_url: str = request.getfixturevalue("postgres_url")
+    with postgres_schema(server_url) as schema:
+        yield with_search_path(server_url, schema)
+
+
+@pytest.fixture
+def database_url(empty_database_url: str) -> str:
+    """A database migrated to head, on each backend."""
+    admin.upgrade(empty_database_url)
+    return empty_database_url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated SQLite database, for tests whose subject is HTTP behaviour, not storage."""
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    admin.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def make_settings(bundle_dir: Path) -> Callable[..., Settings]:
+    def build(database_url: str, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "bundle_dir": bundle_dir,
+            "database_url": database_url,
+            "api_keys": API_KEYS,
+            "log_level": "WARNING",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return build
+
+
+@pytest.fixture
+def service(make_settings: Callable[..., Settings], database_url: str) -> Iterator[Service]:
+    """The app on each backend, ready, with keys for every role."""
+    with running_service(make_settings(database_url)) as started:
+        yield started
+
+
+@pytest.fixture
+def sqlite_service(make_settings: Callable[..., Settings], sqlite_url: str) -> Iterator[Service]:
+    """The app on SQLite only."""
+    with running_service(make_settings(sqlite_url)) as started:
+        yield started

@@ -1,0 +1,131 @@
+"""Migrations up and down on SQLite and PostgreSQL, the start-up refusal of an un-migrated
+database, and the `db` and `keys` commands."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from service.cli import app as cli
+from service.core.config import Settings
+from service.core.security import KeyRing
+from service.db import admin
+from service.db.admin import DatabaseNotMigratedError
+from service.db.models import Base
+from service.main import create_app
+
+TABLES = {"predictions", "predicted_codes", "feedback_events"}
+
+
+def _tables(url: str) -> set[str]:
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_and_downgrade(empty_database_url: str) -> None:
+    url = empty_database_url
+    assert admin.current(url) is None
+    assert _tables(url) == set()
+
+    admin.upgrade(url)
+    assert admin.current(url) == "0001"
+    assert _tables(url) == TABLES
+    engine = sa.create_engine(url)
+    try:
+        assert admin.is_up_to_date(engine)
+        # The migrations create exactly what the models declare.
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        assert differences == []
+    finally:
+        engine.dispose()
+
+    admin.downgrade(url, "base")
+    assert admin.current(url) is None
+    assert _tables(url) == set()
+    admin.upgrade(url)  # and up again
+    assert _tables(url) == TABLES
+
+
+def test_service_refuses_an_unmigrated_database(
+    make_settings: Callable[..., Settings], empty_database_url: str
+) -> None:
+    app = create_app(make_settings(empty_database_url))
+    with (
+        pytest.raises(DatabaseNotMigratedError, match="Run `plant-icd db upgrade`"),
+        TestClient(app),
+    ):
+        pass
+
+
+def test_service_names_an_unreachable_database(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings("postgresql+psycopg://nobody:secret@127.0.0.1:1/none")
+    with (
+        pytest.raises(RuntimeError, match="cannot reach the database") as raised,
+        TestClient(create_app(settings)),
+    ):
+        pass
+    assert "secret" not in str(raised.value)
+
+
+def test_db_commands(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    behind = runner.invoke(cli, ["db", "current", "--database-url", url])
+    assert behind.exit_code == 1
+    assert "behind" in behind.output
+
+    upgraded = runner.invoke(cli, ["db", "upgrade", "--database-url", url])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "revision 0001" in upgraded.output
+    current = runner.invoke(cli, ["db", "current", "--database-url", url])
+    assert current.exit_code == 0 and "up to date" in current.output
+
+    purged = runner.invoke(cli, ["db", "purge", "--older-than-days", "30", "--database-url", url])
+    assert purged.exit_code == 0, purged.output
+
+    down = runner.invoke(cli, ["db", "downgrade", "base", "--database-url", url])
+    assert down.exit_code == 0, down.output
+    assert admin.current(url) is None
+
+    refused = runner.invoke(cli, ["db", "purge", "--older-than-days", "1", "--database-url", url])
+    assert refused.exit_code == 1
+    assert "plant-icd db upgrade" in refused.output
+
+
+def test_keys_create_prints_the_key_once_and_stores_its_hash(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        ["keys", "create", "--name", "ward-7", "--role", "coder", "--keys-file", str(keys_file)],
+    )
+    assert result.exit_code == 0, result.output
+    key = next(line for line in result.output.splitlines() if line.startswith("key: "))[5:]
+    entries = json.loads(keys_file.read_text())
+    assert [(e["name"], e["role"]) for e in entries] == [("ward-7", "coder")]
+    assert key not in keys_file.read_text()
+    found = KeyRing(Settings(api_keys_file=keys_file).api_keys).authenticate(key)
+    assert found is not None and found.role == "coder"
+    assert keys_file.stat().st_mode & 0o077 == 0
+
+    again = runner.invoke(
+        cli, ["keys", "create", "--name", "ward-7", "--role", "ehr", "--keys-file", str(keys_file)]
+    )
+    assert again.exit_code == 1
+    bad_role = runner.invoke(cli, ["keys", "create", "--name", "x", "--role", "nurse"])
+    assert bad_role.exit_code == 1
+    assert "role must be one of ehr, coder, admin" in bad_role.output

@@ -25,7 +25,7 @@ from service.api.middleware import (
     BodySizeLimitMiddleware,
     RequestContextMiddleware,
 )
-from service.api.routes import codes, feedback, health, metrics, model, predictions
+from service.api.routes import codes, feedback, health, me, metrics, model, predictions, review
 from service.core.config import Settings
 from service.core.logging import configure_logging, get_logger
 from service.core.metrics import Metrics
@@ -164,7 +164,9 @@ def create_app(
         feedback.router,
         codes.router,
         model.router,
+        me.router,
         health.router,
+        review.router,
     ):
         app.include_router(router)
     if settings.metrics_enabled:

@@ -59,12 +59,19 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _database_url(database_url: str | None) -> str:
-    if database_url is not None:
-        try:
-            return normalize_database_url(database_url)
-        except ValueError as error:
-            _fail(str(error))
-    return _settings().database_url
+    """The URL from --database-url, else PLANT_ICD_DATABASE_URL, else the default.
+
+    Only the URL is read, not the whole Settings: a migration job in production has no reason
+    to hold the API keys that Settings insists on outside development.
+    """
+    url = database_url or os.environ.get("PLANT_ICD_DATABASE_URL")
+    if url is None:
+        default = Settings.model_fields["database_url"].default
+        return normalize_database_url(str(default))
+    try:
+        return normalize_database_url(url)
+    except ValueError as error:
+        _fail(str(error))
 
 
 def _shown(url: str) -> str:

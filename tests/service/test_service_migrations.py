@@ -129,3 +129,17 @@ def test_keys_create_prints_the_key_once_and_stores_its_hash(tmp_path: Path) -> 
     bad_role = runner.invoke(cli, ["keys", "create", "--name", "x", "--role", "nurse"])
     assert bad_role.exit_code == 1
     assert "role must be one of ehr, coder, admin" in bad_role.output
+
+
+def test_db_upgrade_in_production_needs_only_the_database_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A migration job holds no API keys; production's key check is the API's business."""
+    url = f"sqlite:///{tmp_path / 'prod.db'}"
+    monkeypatch.setenv("PLANT_ICD_ENVIRONMENT", "production")
+    monkeypatch.setenv("PLANT_ICD_DATABASE_URL", url)
+    monkeypatch.delenv("PLANT_ICD_API_KEYS", raising=False)
+    monkeypatch.delenv("PLANT_ICD_API_KEYS_FILE", raising=False)
+    upgraded = CliRunner().invoke(cli, ["db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert admin.current(url) is not None

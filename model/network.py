@@ -31,7 +31,6 @@ Decoder design (arXiv 2410.23066, with our deliberate deviations marked):
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, cast
 
@@ -410,8 +409,9 @@ class LabelAttentionDecoder(nn.Module):
             self.code_bias = nn.Parameter(torch.zeros(n_codes))  # (C,)
         if "static" in self.branches:
             self.register_buffer("mutual_information", torch.zeros(vocab, n_codes))  # (V, C)
-        self.output_weight = nn.Parameter(torch.empty(n_codes, d_model))  # (C, d)
-        nn.init.uniform_(self.output_weight, -1 / math.sqrt(d_model), 1 / math.sqrt(d_model))
+        # Small output weights: at the start every logit is close to its bias, which
+        # `set_code_priors` sets to the code's training prevalence (see there).
+        self.output_weight = nn.Parameter(torch.randn(n_codes, d_model) * 0.01)  # (C, d)
         self.output_bias = nn.Parameter(torch.zeros(n_codes))  # (C,)
 
     def plant(
@@ -429,6 +429,18 @@ class LabelAttentionDecoder(nn.Module):
         with torch.no_grad():
             for target, name, source in zip(targets, names, sources, strict=True):
                 target.copy_(_as_float_tensor(source, tuple(target.shape), name))
+
+    def set_code_priors(self, priors: Tensor | np.ndarray) -> None:
+        """Output biases = logit of each code's training prevalence (C,), clipped to [1e-4, 1).
+
+        With zero biases every one of thousands of codes starts at probability 0.5, and the
+        first epochs go into pushing biases down instead of learning evidence.
+        """
+        prior = _as_float_tensor(priors, (self.output_bias.shape[0],), "priors").clamp(
+            1e-4, 1 - 1e-4
+        )
+        with torch.no_grad():
+            self.output_bias.copy_(torch.log(prior / (1 - prior)))
 
     def set_mutual_information(self, mutual_information: Tensor | np.ndarray) -> None:
         if "static" not in self.branches:
@@ -538,6 +550,10 @@ class PlantClassifier(nn.Module):
     def set_mutual_information(self, mutual_information: Tensor | np.ndarray) -> None:
         """Fill the static branch's (V, C) buffer; it is never trained."""
         self.decoder.set_mutual_information(mutual_information)
+
+    def set_code_priors(self, priors: Tensor | np.ndarray) -> None:
+        """Start each code's logit at its training prevalence (C,)."""
+        self.decoder.set_code_priors(priors)
 
 
 class AWDLSTMLanguageModel(nn.Module):

@@ -137,22 +137,11 @@ def data_stats(
 
 
 def _thresholds_on_dev(predictor: Any, dev_documents: list[Any]) -> Any:
-    from training.evaluate import gold_matrix
-    from training.thresholds import Thresholds, tune_global_threshold, tune_per_code_thresholds
+    from training.evaluate import known_gold_matrix
+    from training.thresholds import tune_thresholds
 
-    codes = list(predictor.codes)
-    known = set(codes)
-    y_true = gold_matrix(
-        [
-            doc.__class__(doc.id, doc.text, tuple(c for c in doc.codes if c in known))
-            for doc in dev_documents
-        ],
-        codes,
-    )
     scores = predictor.scores([doc.text for doc in dev_documents])
-    global_threshold, _ = tune_global_threshold(y_true, scores)
-    per_code = tune_per_code_thresholds(y_true, scores, global_threshold)
-    return Thresholds(global_threshold=global_threshold, per_code=per_code, min_positives=3)
+    return tune_thresholds(known_gold_matrix(dev_documents, list(predictor.codes)), scores)
 
 
 @baseline_app.command("train")
@@ -291,24 +280,45 @@ def train(
         Path | None, typer.Option(help="Stage cache (default runs/<corpus>-<codes>-<lang>-...)")
     ] = None,
 ) -> None:
-    """Train PLANT end to end (cached stages) and write an ONNX model bundle."""
+    """Train PLANT end to end (cached stages) and write an ONNX model bundle.
+
+    Runs data-parallel under torchrun (`torchrun --nproc_per_node N -m training.cli train ...`):
+    gloo on CPU, nccl on GPUs; rank 0 writes the stage cache and the bundle.
+    """
+    from training.distributed import init_distributed, shutdown
     from training.plant import TrainOptions, run_training
 
+    ctx = init_distributed()
     spec = corpus_spec(corpus, path, lang, codes, icd_version, split_file)
-    console.print(f"reading {spec.name} from {spec.path} (point elsewhere with --path)")
     options = TrainOptions(
         spec=spec, out=out, preset=preset, plant=plant, seed=seed, work_dir=work_dir
     )
-    with progress_bar() as progress:
-        tasks: dict[str, Any] = {}
+    try:
+        if not ctx.is_main:
+            run_training(options, ctx=ctx)
+            return
+        console.print(f"reading {spec.name} from {spec.path} (point elsewhere with --path)")
+        if ctx.enabled:
+            console.print(f"data-parallel on {ctx.world_size} processes ({ctx.device.type})")
+        with progress_bar() as progress:
+            tasks: dict[str, Any] = {}
 
-        def notify(stage: str, done: int, total: int, status: dict[str, float]) -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total, status="")
-            text = "  ".join(f"{key} {value:.4f}" for key, value in status.items())
-            progress.update(tasks[stage], completed=done, total=total, status=text)
+            def notify(stage: str, done: int, total: int, status: dict[str, float]) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=total, status="")
+                if "epoch" in status:
+                    progress.console.print(
+                        f"{stage} epoch {int(status['epoch'])}: "
+                        + "  ".join(f"{k} {v:.4f}" for k, v in status.items() if k != "epoch")
+                    )
+                    return
+                text = "  ".join(f"{key} {value:.4f}" for key, value in status.items())
+                progress.update(tasks[stage], completed=done, total=total, status=text)
 
-        result = run_training(options, progress=notify)
+            result = run_training(options, progress=notify, ctx=ctx)
+    finally:
+        shutdown(ctx)
+    assert result is not None  # rank 0 always gets the result
     stdout.print(summary_table("seconds per stage", list(result.stage_seconds.items())))
     stdout.print(summary_table(f"{out.name} on dev", result.dev_report.rows()))
     stdout.print(bucket_table("by training frequency", result.dev_report.bucket_rows()))

@@ -66,6 +66,22 @@ def gold_matrix(documents: Sequence[Document], label_space: Sequence[str]) -> np
     return y_true
 
 
+def known_gold_matrix(documents: Sequence[Document], codes: Sequence[str]) -> np.ndarray:
+    """Gold (N, C) over a model's own codes only: what threshold tuning and model selection see.
+
+    Gold codes outside the model's label space cannot be learned or thresholded; evaluation
+    (`evaluate_predictor`) still counts them as misses.
+    """
+    known = set(codes)
+    return gold_matrix(
+        [
+            Document(doc.id, doc.text, tuple(code for code in doc.codes if code in known))
+            for doc in documents
+        ],
+        codes,
+    )
+
+
 def evaluate_predictor(
     predictor: Predictor,
     documents: Sequence[Document],

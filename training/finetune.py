@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from model.network import PlantClassifier
+from training.distributed import SINGLE, DistContext, shard, wrap
 from training.metrics import map_from_scores
 
 
@@ -73,7 +74,11 @@ def length_batches(
 
 
 def collate(
-    notes: Sequence[np.ndarray], indices: np.ndarray, max_tokens: int, pad_id: int
+    notes: Sequence[np.ndarray],
+    indices: np.ndarray,
+    max_tokens: int,
+    pad_id: int,
+    device: torch.device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded (input_ids, attention_mask), both int64 (B, T)."""
     picked = [np.asarray(notes[i][:max_tokens], dtype=np.int64) for i in indices]
@@ -83,7 +88,7 @@ def collate(
     for row, note in enumerate(picked):
         input_ids[row, : len(note)] = note
         attention_mask[row, : len(note)] = 1
-    return torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
+    return torch.from_numpy(input_ids).to(device), torch.from_numpy(attention_mask).to(device)
 
 
 @torch.no_grad()
@@ -93,14 +98,15 @@ def predict_scores(
     batch_size: int,
     max_tokens: int,
     pad_id: int,
+    device: torch.device | None = None,
 ) -> np.ndarray:
     """Sigmoid scores (N, C) in note order."""
     model.eval()
     scores = np.zeros((len(notes), model.config.n_codes), dtype=np.float32)
     for indices in length_batches(notes, batch_size, rng=None):
-        input_ids, attention_mask = collate(notes, indices, max_tokens, pad_id)
+        input_ids, attention_mask = collate(notes, indices, max_tokens, pad_id, device)
         logits, _ = model(input_ids, attention_mask)  # (B, C)
-        scores[indices] = torch.sigmoid(logits).numpy()
+        scores[indices] = torch.sigmoid(logits).cpu().numpy()
     return scores
 
 
@@ -140,13 +146,19 @@ def _epoch(
     config: FinetuneConfig,
     rng: np.random.Generator,
     on_batch: Callable[[float], None],
+    ctx: DistContext,
 ) -> float:
-    model.train()
+    # Under torchrun every rank draws the same shuffled batch order (same seed) and takes its
+    # own share; DDP averages the gradients.
+    trained = wrap(model, ctx)
+    trained.train()
     losses: list[float] = []
-    for indices in length_batches(notes, config.batch_size, rng):
-        input_ids, attention_mask = collate(notes, indices, config.max_tokens, model.config.pad_id)
-        target = torch.from_numpy(labels[indices].astype(np.float32))  # (B, C)
-        logits, _ = model(input_ids, attention_mask)  # (B, C)
+    for indices in shard(length_batches(notes, config.batch_size, rng), ctx):
+        input_ids, attention_mask = collate(
+            notes, indices, config.max_tokens, model.config.pad_id, ctx.device
+        )
+        target = torch.from_numpy(labels[indices].astype(np.float32)).to(ctx.device)  # (B, C)
+        logits, _ = trained(input_ids, attention_mask)  # (B, C)
         loss = F.binary_cross_entropy_with_logits(logits, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -166,6 +178,7 @@ def run_stage(
     dev: tuple[Sequence[np.ndarray], np.ndarray],
     config: FinetuneConfig,
     progress: ProgressFn | None = None,
+    ctx: DistContext = SINGLE,
 ) -> StageReport:
     """Train one stage in place and leave the model at its best dev epoch."""
     started = time.perf_counter()
@@ -177,7 +190,7 @@ def run_stage(
     )
     train_notes, train_labels = train
     dev_notes, dev_labels = dev
-    n_batches = len(length_batches(train_notes, config.batch_size, rng=None))
+    n_batches = len(shard(length_batches(train_notes, config.batch_size, rng=None), ctx))
     total = stage.epochs * n_batches
     best_map, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
     history: list[dict[str, float]] = []
@@ -193,13 +206,23 @@ def run_stage(
 
     for epoch in range(1, stage.epochs + 1):
         epochs_run = epoch
-        train_loss = _epoch(model, train_notes, train_labels, optimizer, config, rng, on_batch)
+        train_loss = _epoch(model, train_notes, train_labels, optimizer, config, rng, on_batch, ctx)
+        # Every rank scores the whole dev split: the parameters are identical after the
+        # all-reduce, so all ranks take the same early-stopping decision without talking.
         dev_scores = predict_scores(
-            model, dev_notes, config.batch_size * 2, config.max_tokens, model.config.pad_id
+            model,
+            dev_notes,
+            config.batch_size * 2,
+            config.max_tokens,
+            model.config.pad_id,
+            ctx.device,
         )
         dev_map = map_from_scores(dev_labels, dev_scores)
         history.append({"epoch": epoch, "train_loss": train_loss, "dev_map": dev_map})
         status = {"dev_map": dev_map}
+        if progress is not None:
+            # An "epoch" entry marks the end of an epoch, so logs get one line per epoch.
+            progress(stage.name, step, total, {"epoch": epoch, **history[-1]})
         if dev_map > best_map:
             best_map, best_epoch = dev_map, epoch
             best_state = copy.deepcopy(model.state_dict())

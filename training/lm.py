@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from model.network import AWDLSTMLanguageModel
+from training.distributed import SINGLE, DistContext, wrap
 
 
 @dataclass
@@ -96,8 +97,13 @@ def pretrain_language_model(
     eos_id: int,
     config: LMConfig,
     progress: Callable[[int, int, float], None] | None = None,
+    ctx: DistContext = SINGLE,
 ) -> LMReport:
-    """Train `model` in place; the last `valid_fraction` of the notes is held out for perplexity."""
+    """Train `model` in place; a random `valid_fraction` of the notes is held out for perplexity.
+
+    Under torchrun each rank reads its own rows of the batchified stream (rank r: rows r, r + W,
+    ...), so together the ranks read the stream once per epoch.
+    """
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     order = np.random.default_rng(config.seed).permutation(len(notes))
@@ -108,7 +114,13 @@ def pretrain_language_model(
     if config.max_train_tokens is not None:
         train_stream = train_stream[: config.max_train_tokens]
     train_batches = batchify(train_stream, config.batch_size)
+    if ctx.enabled:
+        rows = config.batch_size - config.batch_size % ctx.world_size
+        train_batches = train_batches[ctx.rank : rows : ctx.world_size]
+    train_batches = train_batches.to(ctx.device)
     valid_batches = batchify(token_stream(valid_notes, eos_id), min(config.batch_size, 8))
+    valid_batches = valid_batches.to(ctx.device)
+    trained = wrap(model, ctx)
 
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.7, 0.99)
@@ -122,10 +134,10 @@ def pretrain_language_model(
     step = 0
     running = math.nan
     for _ in range(config.epochs):
-        model.train()
+        trained.train()
         hidden = None
         for inputs, targets in windows:
-            logits, hidden = model(inputs, hidden)  # (B, w, V)
+            logits, hidden = trained(inputs, hidden)  # (B, w, V)
             hidden = _detach(hidden)
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
             optimizer.zero_grad(set_to_none=True)
@@ -139,7 +151,7 @@ def pretrain_language_model(
                 progress(step, total_steps, running)
     valid_loss = evaluate_lm(model, valid_batches, config.bptt)
     return LMReport(
-        train_tokens=int(train_batches.numel()),
+        train_tokens=int(train_batches.numel()) * ctx.world_size,
         valid_tokens=int(valid_batches.numel()),
         train_loss=float(running),
         valid_loss=valid_loss,

@@ -285,7 +285,7 @@ class AWDLSTMEncoder(nn.Module):
         return states * attention_mask.unsqueeze(-1).to(states.dtype)
 
 
-def _position_limit(hf_config: Any) -> int:
+def position_limit(hf_config: Any) -> int:
     """Longest chunk the backbone's position table allows."""
     limit = int(getattr(hf_config, "max_position_embeddings", 0) or 0)
     if limit <= 0:
@@ -312,7 +312,7 @@ class TransformerEncoder(nn.Module):
         # local_files_only: nothing is ever downloaded at run time.
         self.backbone = AutoModel.from_pretrained(cfg.hf_path, local_files_only=True)
         hf_config = self.backbone.config
-        limit = _position_limit(hf_config)
+        limit = position_limit(hf_config)
         if cfg.chunk_len > limit:
             raise ValueError(
                 f"chunk_len {cfg.chunk_len} exceeds the {limit} positions of {cfg.hf_path}; "

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    Encoding,
+    Tokenizer,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
@@ -43,6 +51,29 @@ class TokenizedNote:
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
+
+
+# Names of (pad, unk, eos) in our own vocabularies and in common Hugging Face ones.
+_SPECIAL_NAMES: tuple[tuple[str, ...], ...] = (
+    (PAD_TOKEN, "[PAD]"),
+    (UNK_TOKEN, "[UNK]"),
+    (EOS_TOKEN, "</s>", "[SEP]"),
+)
+
+
+def _special_ids(tokenizer: Tokenizer) -> tuple[int, int, int]:
+    """(pad, unk, eos) ids; our own tokenizers have them at 0, 1, 2 by contract."""
+    found: list[int] = []
+    for names in _SPECIAL_NAMES:
+        ids = [tokenizer.token_to_id(name) for name in names]
+        token_id = next((i for i in ids if i is not None), None)
+        if token_id is None:
+            raise ValueError(
+                f"tokenizer has none of the special tokens {names}; train one with "
+                "NoteTokenizer.train or load a Hugging Face one with from_huggingface"
+            )
+        found.append(int(token_id))
+    return found[0], found[1], found[2]
 
 
 def _build_untrained() -> Tokenizer:
@@ -84,13 +115,28 @@ class NoteTokenizer:
     """Subword tokenizer for clinical notes with offsets into the original text."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
-        for expected_id, token in enumerate(SPECIAL_TOKENS):
-            if tokenizer.token_to_id(token) != expected_id:
-                raise ValueError(
-                    f"tokenizer must map {token!r} to id {expected_id} (found "
-                    f"{tokenizer.token_to_id(token)}); train it with NoteTokenizer.train"
-                )
         self._tokenizer = tokenizer
+        self._special_ids = _special_ids(tokenizer)
+
+    @classmethod
+    def from_huggingface(cls, model_dir: str | Path) -> NoteTokenizer:
+        """The fast tokenizer (`tokenizer.json`) of a local Hugging Face model directory.
+
+        Its post-processor, padding and truncation are switched off: the encoder reads the note
+        in chunks of ids as they come, and offsets must map every id back to the text. The
+        special ids are the model's own (e.g. RoBERTa's `<pad>` is 1), found by name.
+        """
+        source = Path(model_dir) / TOKENIZER_FILE
+        if not source.is_file():
+            raise FileNotFoundError(
+                f"{source} not found: a transformers backbone needs its fast tokenizer file "
+                "(save it with AutoTokenizer.from_pretrained(...).save_pretrained(dir))"
+            )
+        tokenizer = Tokenizer.from_file(str(source))
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        tokenizer.post_processor = processors.Sequence([])
+        return cls(tokenizer)
 
     # -- building and files ---------------------------------------------------------------------
 
@@ -139,15 +185,15 @@ class NoteTokenizer:
 
     @property
     def pad_id(self) -> int:
-        return 0
+        return self._special_ids[0]
 
     @property
     def unk_id(self) -> int:
-        return 1
+        return self._special_ids[1]
 
     @property
     def eos_id(self) -> int:
-        return 2
+        return self._special_ids[2]
 
     def id_to_token(self, token_id: int) -> str:
         token = self._tokenizer.id_to_token(token_id)

@@ -279,6 +279,13 @@ def train(
     work_dir: Annotated[
         Path | None, typer.Option(help="Stage cache (default runs/<corpus>-<codes>-<lang>-...)")
     ] = None,
+    encoder_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="A local Hugging Face encoder directory (config, weights, tokenizer.json) to use "
+            "instead of the AWD-LSTM; no LM pretraining. Nothing is downloaded."
+        ),
+    ] = None,
 ) -> None:
     """Train PLANT end to end (cached stages) and write an ONNX model bundle.
 
@@ -291,7 +298,13 @@ def train(
     ctx = init_distributed()
     spec = corpus_spec(corpus, path, lang, codes, icd_version, split_file)
     options = TrainOptions(
-        spec=spec, out=out, preset=preset, plant=plant, seed=seed, work_dir=work_dir
+        spec=spec,
+        out=out,
+        preset=preset,
+        plant=plant,
+        seed=seed,
+        work_dir=work_dir,
+        encoder_dir=encoder_dir,
     )
     try:
         if not ctx.is_main:

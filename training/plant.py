@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.bundle import package_versions, write_bundle
+from model.bundle import package_versions, sha256_file, write_bundle
 from model.export import export_onnx
-from model.network import AWDLSTMLanguageModel, PlantClassifier, build_config
+from model.network import AWDLSTMLanguageModel, PlantClassifier, build_config, position_limit
 from model.tokenizer import NoteTokenizer
 from training.corpora.base import Document
 from training.datasets import CorpusSpec, code_counts, describe_codes, fingerprint, label_order
@@ -152,6 +152,9 @@ class TrainOptions:
     dev_split: str = "dev"
     background: bool = True  # also pretrain the LM on CodiEsp's unlabelled background split
     top_k_export: int = 50
+    # A local Hugging Face encoder directory (AutoModel + tokenizer.json): used instead of the
+    # AWD-LSTM, with its own tokenizer; it is already pretrained, so the LM stage is skipped.
+    encoder_dir: Path | None = None
 
 
 @dataclass
@@ -192,6 +195,21 @@ class StageCache:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(report, indent=2, default=float))
         tmp.replace(path)
+
+
+def _transformer_overrides(encoder_dir: Path, tokenizer: NoteTokenizer) -> dict[str, Any]:
+    """Network settings for a Hugging Face backbone: its vocabulary, pad id and chunk length."""
+    from transformers import AutoConfig
+
+    hf_config = AutoConfig.from_pretrained(encoder_dir, local_files_only=True)
+    return {
+        "kind": "transformer",
+        "hf_path": str(encoder_dir.resolve()),
+        "vocab_size": max(tokenizer.vocab_size, int(hf_config.vocab_size)),
+        "pad_id": tokenizer.pad_id,
+        "chunk_len": min(512, position_limit(hf_config)),
+        "emb_dim": int(hf_config.hidden_size),
+    }
 
 
 def _silent(stage: str, done: int, total: int, status: dict[str, float]) -> None:
@@ -237,25 +255,36 @@ def run_training(
     counts = code_counts(train_docs)
     corpus_key = _key(fingerprint(train_docs), fingerprint(unlabelled), options.seed)
 
-    # 1. Tokenizer, trained on unlabelled training text (train + background).
+    # 1. Tokenizer, trained on unlabelled training text (train + background), or the backbone's.
     started = time.perf_counter()
-    tok_key = _key(corpus_key, settings.vocab_size)
+    if options.encoder_dir is None:
+        tok_key = _key(corpus_key, settings.vocab_size)
+    else:
+        tok_key = _key("hf", sha256_file(options.encoder_dir / "tokenizer.json"))
     tok_path = cache.path("tokenizer", tok_key, ".json")
     if ctx.is_main and not tok_path.is_file():
-        NoteTokenizer.train([doc.text for doc in unlabelled], settings.vocab_size).save(tok_path)
+        if options.encoder_dir is None:
+            texts = [doc.text for doc in unlabelled]
+            NoteTokenizer.train(texts, settings.vocab_size).save(tok_path)
+        else:
+            NoteTokenizer.from_huggingface(options.encoder_dir).save(tok_path)
     barrier(ctx)
     tokenizer = NoteTokenizer.load(tok_path)
     seconds["tokenizer"] = time.perf_counter() - started
 
     seed_everything(options.seed)
+    overrides = dict(settings.network_overrides)
+    if options.encoder_dir is not None:
+        overrides |= _transformer_overrides(options.encoder_dir, tokenizer)
     network_config = build_config(
         settings.network,
-        vocab_size=tokenizer.vocab_size,
+        vocab_size=overrides.pop("vocab_size", tokenizer.vocab_size),
         n_codes=len(codes),
         top_k_export=min(options.top_k_export, len(codes)),
         branches=("laat", "planted", "static") if options.plant else ("laat", "planted"),
-        **settings.network_overrides,
+        **overrides,
     )
+    vocab_size = network_config.encoder.vocab_size
     train_notes = _tokenize(tokenizer, train_docs)
     dev_notes = _tokenize(tokenizer, dev_docs)
 
@@ -265,7 +294,9 @@ def run_training(
     lm_path = cache.path("lm", lm_key, ".pt")
     lm_report = cache.report("lm", lm_key)
     barrier(ctx)  # every rank has looked at the cache before rank 0 may write to it
-    if lm_report is None or not lm_path.is_file():
+    if network_config.encoder.kind == "transformer":
+        lm_report = {"skipped": f"pretrained transformers backbone {options.encoder_dir}"}
+    elif lm_report is None or not lm_path.is_file():
         seed_everything(options.seed)
         language_model = AWDLSTMLanguageModel(network_config.encoder).to(ctx.device)
         unlabelled_notes = train_notes + _tokenize(tokenizer, unlabelled[len(train_docs) :])
@@ -291,7 +322,7 @@ def run_training(
     mi_path = cache.path("mi", mi_key, ".npy")
     if ctx.is_main and not mi_path.is_file():
         code_index = {code: col for col, code in enumerate(codes)}
-        presence = presence_matrix(train_notes, tokenizer.vocab_size)
+        presence = presence_matrix(train_notes, vocab_size)
         labels = label_matrix(
             [[code_index[c] for c in doc.codes] for doc in train_docs], len(codes)
         )
@@ -321,7 +352,8 @@ def run_training(
     # 5. Classifier: plant, then fine-tune stage by stage.
     seed_everything(options.seed)
     classifier = PlantClassifier(network_config)
-    classifier.encoder.load_state_dict(torch.load(lm_path, weights_only=True))
+    if network_config.encoder.kind == "awd_lstm":
+        classifier.encoder.load_state_dict(torch.load(lm_path, weights_only=True))
     if options.plant:
         l2r_state = torch.load(l2r_path, weights_only=True)
         classifier.plant(

@@ -7,6 +7,7 @@ first on sys.path). Nothing here times anything itself.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import os
 import platform
@@ -22,6 +23,16 @@ import numpy as np
 from training.corpora import load_corpus
 
 DEFAULT_CORPUS_PATH = "../shared/codiesp"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults, except unset ones (their help says what unset means), and keeps the
+    module docstring's line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,17 @@ def _version(package: str) -> str:
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def busy_warning() -> str | None:
+    """A warning when other work was running: one busy core already distorts a 2-core run."""
+    one_minute = os.getloadavg()[0]
+    if one_minute < 1.0:
+        return None
+    return (
+        f"**Warning: the machine was busy (1-minute load {one_minute:.2f} on "
+        f"{os.cpu_count()} cores): these numbers are inflated; rerun on a quiet machine.**"
+    )
 
 
 def machine_facts(packages: Sequence[str]) -> list[tuple[str, str]]:

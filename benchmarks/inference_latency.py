@@ -9,6 +9,7 @@ Run from the repository root, e.g.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
@@ -20,9 +21,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
-import torch.nn.functional as F
 from _common import (
     DEFAULT_CORPUS_PATH,
+    HelpFormatter,
+    busy_warning,
     command_line,
     emit,
     facts_list,
@@ -70,6 +72,7 @@ class System:
     name: str
     run: Callable[[Unit], object]
     n_units: int  # times only the first n_units units (the transformer is slow)
+    warmup: int = 3  # untimed calls at the start of each block
 
 
 # -- the PLM-ICD-sized reference -------------------------------------------------------------------
@@ -163,7 +166,9 @@ def torch_serving_forward(
     return logits.numpy(), top_codes.numpy(), top_attention.numpy()
 
 
-def load_torch_model(config: dict[str, Any], state_path: Path | None) -> tuple[PlantClassifier, str]:
+def load_torch_model(
+    config: dict[str, Any], state_path: Path | None
+) -> tuple[PlantClassifier, str]:
     """The bundle's network rebuilt from bundle.json's config; weights from `state_path`."""
     try:
         cfg = PlantConfig.from_dict(config)
@@ -227,30 +232,29 @@ def time_units(
     systems: Sequence[System],
     units: Sequence[Unit],
     repeats: int,
-    warmup: int,
     description: str,
 ) -> dict[str, list[float]]:
-    """Per system, the median over `repeats` of each unit's wall time (ms).
+    """Per system, the median over `repeats` rounds of each unit's wall time (ms).
 
-    Interleaved: every unit is run by each system in turn, in an order rotated per unit and
-    repeat, so a slow spell of a busy machine is shared rather than landing on one system.
+    Interleaved by rounds: in each round every system times each of its units once, systems in
+    an order rotated from round to round, so a slow spell of the machine is shared rather than
+    landing on one system. Systems switch only between blocks, each block opening with untimed
+    warm-up calls: ONNX Runtime's and torch's worker threads spin for a while after a call, and on
+    2 cores a switch at every call would charge one runtime for the other's spinning.
     """
-    for system in systems:
-        for unit in units[: max(1, min(warmup, system.n_units))]:
-            system.run(unit)
     times: dict[str, list[list[float]]] = {
         system.name: [[] for _ in range(min(system.n_units, len(units)))] for system in systems
     }
-    total = repeats * sum(min(system.n_units, len(units)) for system in systems)
+    total = repeats * sum(len(per_unit) for per_unit in times.values())
     with progress_bar() as progress:
         task = progress.add_task(description, total=total, status="")
         for repeat in range(repeats):
-            for index, unit in enumerate(units):
-                here = [system for system in systems if index < system.n_units]
-                if not here:
-                    continue
-                shift = (index + repeat) % len(here)
-                for system in here[shift:] + here[:shift]:
+            shift = repeat % len(systems)
+            for system in [*systems[shift:], *systems[:shift]]:
+                mine = units[: system.n_units]
+                for unit in mine[: max(1, min(system.warmup, len(mine)))]:
+                    system.run(unit)
+                for index, unit in enumerate(mine):
                     started = time.perf_counter()
                     system.run(unit)
                     times[system.name][index].append((time.perf_counter() - started) * 1e3)
@@ -289,25 +293,25 @@ def token_stream(texts: Sequence[str], tokenizer: NoteTokenizer, length: int) ->
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--bundle", type=Path, required=True, help="PLANT bundle directory")
     parser.add_argument(
         "--torch-state",
         type=Path,
         help="state dict of the same network (runs/<run>/classifier-all-<key>.pt); "
-        "default: random weights of the bundle's config",
+        "unset: random weights of the bundle's config",
     )
     parser.add_argument("--corpus", default="codiesp", help="corpus name (codiesp, jsonl, ...)")
-    parser.add_argument("--corpus-path", default=DEFAULT_CORPUS_PATH)
-    parser.add_argument("--split", default="dev")
+    parser.add_argument(
+        "--corpus-path", default=DEFAULT_CORPUS_PATH, help="relative to the current directory"
+    )
+    parser.add_argument("--split", default="dev", help="corpus split to read")
     parser.add_argument("--lang", default="en", help="CodiEsp language (en, es)")
     parser.add_argument("--codes", default="D", help="CodiEsp code set (D, P, DP)")
-    parser.add_argument("--notes", type=int, help="time only the first N notes (default: all)")
+    parser.add_argument("--notes", type=int, help="time only the first N notes; unset: all")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads, ORT and torch")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per note or batch")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per system first")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls opening each block")
     parser.add_argument("--batch-sizes", default="1,16", help="comma-separated")
     parser.add_argument("--top-k", type=int, default=10, help="codes the served path ranks")
     parser.add_argument(
@@ -344,11 +348,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     facts = machine_facts(["numpy", "onnxruntime", "torch", "transformers", "tokenizers"])
+    busy = busy_warning()
     torch.set_num_threads(args.threads)
-    try:
+    # Only settable before torch's first parallel work; the default is fine otherwise.
+    with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)
-    except RuntimeError:  # only settable before torch's first parallel work
-        pass
     torch.manual_seed(args.seed)
 
     bundle = load_bundle(args.bundle)
@@ -356,9 +360,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_codes = len(metadata.codes)
     top_k = min(args.top_k, n_codes)
     texts = load_notes(
-        args.corpus, args.corpus_path, args.split, lang=args.lang, codes=args.codes, limit=args.notes
+        args.corpus,
+        args.corpus_path,
+        args.split,
+        lang=args.lang,
+        codes=args.codes,
+        limit=args.notes,
     )
-    predictor = OnnxPredictor(bundle.directory, threads=args.threads)
+    # One graph call per batch, as for the session and torch (the predictor splits larger ones).
+    predictor = OnnxPredictor(
+        bundle.directory, threads=args.threads, batch_size=max(args.batch_list)
+    )
     predictor.warm_up()
     tokenizer = predictor.tokenizer
     session = make_session(bundle.graph_path, args.threads)
@@ -380,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if torch_model is not None:
         ids, mask = tokenizer.pad_batch(predictor.tokenize(texts[:1]))
         onnx_logits = run_session(session, ids, mask)[0]
-        torch_logits = torch_serving_forward(torch_model, top_k, ids, mask)[0]
+        torch_logits = torch_serving_forward(torch_model, metadata.top_k_export, ids, mask)[0]
         agreement = f"{float(np.abs(onnx_logits - torch_logits).max()):.2e}"
 
     def runner(name: str) -> Callable[[Unit], object]:
@@ -417,12 +429,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         transformer_units = max(1, math.ceil(args.transformer_notes / batch_size))
         systems = [
-            System(name, runner(name), transformer_units if name == "transformer" else len(units))
+            System(name, runner(name), len(units), args.warmup)
+            if name != "transformer"
+            else System(name, runner(name), transformer_units, 1)
             for name in SYSTEMS
             if name in wanted
         ]
         per_unit = time_units(
-            systems, units, args.repeats, args.warmup, f"batch {batch_size} ({len(units)} calls)"
+            systems, units, args.repeats, f"batch {batch_size} ({len(units)} calls)"
         )
         for system in systems:
             measured = per_unit[system.name]
@@ -463,12 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             for length in args.length_list
         ]
-        systems = [
-            System(name, runner(name), len(length_units)) for name in length_systems
-        ]
-        per_length = time_units(
-            systems, length_units, args.length_repeats, 1, "note length"
-        )
+        systems = [System(name, runner(name), len(length_units), 1) for name in length_systems]
+        per_length = time_units(systems, length_units, args.length_repeats, "note length")
         for index, length in enumerate(args.length_list):
             row = [f"{length:,}"]
             row += [fmt_ms(per_length[name][index]) for name in length_systems]
@@ -527,11 +537,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
         ),
         "",
+        *([busy, ""] if busy else []),
         "### Per note, real notes",
         "",
-        f"Batches are consecutive notes in corpus order (a short last batch is dropped). Each "
-        f"call is timed {args.repeats} times, interleaved across systems after "
-        f"{args.warmup} warm-up calls; a call's time is its median; p50/p95 are over calls. "
+        f"Batches are consecutive notes in corpus order (a short last batch is dropped). "
+        f"{args.repeats} rounds; in each, every system times each of its calls once, systems "
+        f"in rotated order, each block after {args.warmup} untimed warm-up calls (the "
+        "transformer: 1). A call's time is its median over rounds; p50/p95 are over calls. "
         "The ratio compares p50 per call with the raw ONNX Runtime session on the same calls "
         "(the transformer times only the first notes).",
         "",

@@ -18,8 +18,8 @@ Decoder design (arXiv 2410.23066, with our deliberate deviations marked):
   k = min(inattention_k, valid positions) positions are kept and every other score is set to -inf
   before the softmax (the authors' code sets them to 0, so they keep attention mass; we do not
   copy that). Ties never keep more than k: among positions tied at the k-th score the earliest
-  are kept, the rule ONNX TopK uses, so torch and ONNX Runtime keep the same positions
-  (`torch.topk` breaks ties differently; see `_keep_top_k`).
+  are kept, so torch and ONNX Runtime keep the same positions (`torch.topk` and ONNX TopK break
+  exact ties differently; see `_inattention`).
 * Stateful decoder: T is right-padded to a multiple of `window` and cut into nW windows. Each
   window has its own attention, context and logits (B, nW, C); windows without a valid token are
   masked out; the note's logit is a soft maximum over valid windows,
@@ -364,24 +364,34 @@ def _as_float_tensor(values: Tensor | np.ndarray, shape: tuple[int, ...], name: 
     return tensor
 
 
-def _keep_top_k(scores: Tensor, valid: Tensor, k: int) -> Tensor:
-    """Boolean mask of exactly min(k, valid positions) positions per row of `scores` (..., W):
-    the k highest valid scores, ties broken towards the earlier position.
+# Relative size of the position tie-break in inattention (see `_inattention`): large enough to
+# separate equal float32 scores at neighbouring positions (8 ulps), small enough (at most
+# 2.5e-4 relative over a 256-token window) not to reorder scores that genuinely differ.
+TIE_BREAK = 2.0**-20
 
-    Padding is -inf before the selection, so it is only reached when fewer than k valid
-    positions exist, and `& valid` then drops it. The tie rule is explicit because
-    `torch.topk` and ONNX TopK pick different members of a tie (repeated tokens tie in the
-    planted and static branches), and served highlights must match what was evaluated: the k-th
-    value is the same in both, and the ties at it are taken in position order via a cumsum.
+
+def _inattention(scores: Tensor, valid: Tensor, k: int) -> Tensor:
+    """Attention over exactly min(k, valid positions) positions per row of `scores` (..., W).
+
+    The k highest valid scores are kept; ties go to the earlier position. The softmax runs over
+    those k scores only and is scattered back to (..., W), zero elsewhere: no (..., W) softmax,
+    mask or tie-rank tensors are built, which made ONNX Runtime spend most of a note's time in
+    Where/CumSum/Softmax. Ties are broken by a position-proportional relative nudge applied
+    only for the selection, so `torch.topk` and ONNX TopK (which break exact ties differently)
+    see distinct values and keep the same positions; the softmax uses the scores unchanged.
     """
-    ranked = scores.masked_fill(~valid, float("-inf"))  # (..., W)
-    kth = ranked.topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)  # (..., 1)
-    above = ranked > kth  # (..., W)
-    tied = ranked == kth  # (..., W)
-    del ranked
-    room = k - above.sum(dim=-1, keepdim=True, dtype=torch.int32)  # (..., 1) ties still needed
-    tie_rank = tied.to(torch.int32).cumsum(dim=-1, dtype=torch.int32)  # (..., W) 1-based
-    return (above | (tied & (tie_rank <= room))) & valid
+    positions = torch.arange(scores.size(-1), device=scores.device, dtype=scores.dtype)  # (W,)
+    with torch.no_grad():
+        # Purely relative, so small scores (MI values near 0.01) keep their order; the floor
+        # separates exact zeros. Nudged before masking: (-inf).abs() * 0 would be NaN.
+        nudge = positions * TIE_BREAK * scores.abs().clamp_min(1e-12)  # (..., W)
+        ranked = (scores - nudge).masked_fill(~valid, float("-inf"))  # (..., W)
+        top_values, top_index = ranked.topk(k, dim=-1)  # (..., k)
+    picked = scores.gather(-1, top_index)  # (..., k), gradients flow to the kept scores
+    # Fewer than k valid positions: the surplus picks are padding (-inf) and get no weight.
+    picked = picked.masked_fill(top_values == float("-inf"), float("-inf"))
+    weights = torch.softmax(picked, dim=-1)  # (..., k)
+    return torch.zeros_like(scores).scatter(-1, top_index, weights)  # (..., W)
 
 
 class LabelAttentionDecoder(nn.Module):
@@ -493,12 +503,11 @@ class LabelAttentionDecoder(nn.Module):
         k = min(self.inattention_k, window)
 
         alpha_sum: Tensor | None = None  # (B, nW, C, W), summed over branches
+        selectable = valid | force  # (B, nW, 1, W)
         for branch in self.branches:
             scores = self._scores(branch, states, input_ids)  # (B, nW, C, W)
-            with torch.no_grad():
-                kept = _keep_top_k(scores, valid, k) | force  # (B, nW, C, W)
-            alpha = torch.softmax(scores.masked_fill(~kept, float("-inf")), dim=-1)
-            del scores, kept
+            alpha = _inattention(scores, selectable, k)  # (B, nW, C, W)
+            del scores
             alpha_sum = alpha if alpha_sum is None else alpha_sum + alpha
         assert alpha_sum is not None
         # The branches' contexts are summed, and sum_b (alpha_b @ H) = (sum_b alpha_b) @ H: one

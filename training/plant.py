@@ -172,6 +172,11 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+# Part of every stage key: bump it when a change to the network or training code makes cached
+# stage outputs (weights, MI, L2R factors) stale, so a re-run recomputes instead of reusing them.
+CACHE_VERSION = 1
+
+
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -253,7 +258,7 @@ def run_training(
         unlabelled += spec.load("background")
     codes = label_order(train_docs)
     counts = code_counts(train_docs)
-    corpus_key = _key(fingerprint(train_docs), fingerprint(unlabelled), options.seed)
+    corpus_key = _key(CACHE_VERSION, fingerprint(train_docs), fingerprint(unlabelled), options.seed)
 
     # 1. Tokenizer, trained on unlabelled training text (train + background), or the backbone's.
     started = time.perf_counter()

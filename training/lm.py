@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.network import AWDLSTMLanguageModel
+from model.network import AWDLSTMLanguageModel, detach_hidden
 from training.distributed import SINGLE, DistContext, wrap
 
 
@@ -68,14 +68,6 @@ def _windows(batches: torch.Tensor, bptt: int) -> list[tuple[torch.Tensor, torch
         end = min(start + bptt, batches.shape[1] - 1)
         out.append((batches[:, start:end], batches[:, start + 1 : end + 1]))  # (B, w), (B, w)
     return out
-
-
-def _detach(hidden: object) -> object:
-    if isinstance(hidden, torch.Tensor):
-        return hidden.detach()
-    if isinstance(hidden, list | tuple):
-        return type(hidden)(_detach(part) for part in hidden)
-    return hidden
 
 
 @torch.no_grad()
@@ -138,7 +130,7 @@ def pretrain_language_model(
         hidden = None
         for inputs, targets in windows:
             logits, hidden = trained(inputs, hidden)  # (B, w, V)
-            hidden = _detach(hidden)
+            hidden = detach_hidden(hidden)
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -10,8 +10,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from training.corpora.base import Document, EvidenceSpan
-from training.corpora.codiesp import iter_codiesp, locate_codiesp, read_codiesp
+from training.corpora.base import Document, EvidenceReference, EvidenceSpan
+from training.corpora.codiesp import (
+    iter_codiesp,
+    locate_codiesp,
+    read_codiesp,
+    read_codiesp_references,
+)
 from training.corpora.errors import CorpusFormatError, CorpusLayoutError
 from training.corpora.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from training.corpora.mimic3 import iter_mimic3, read_mimic3
@@ -23,6 +28,7 @@ __all__ = [
     "CorpusFormatError",
     "CorpusLayoutError",
     "Document",
+    "EvidenceReference",
     "EvidenceSpan",
     "iter_codiesp",
     "iter_corpus",
@@ -34,6 +40,7 @@ __all__ = [
     "most_frequent_codes",
     "patient_split",
     "read_codiesp",
+    "read_codiesp_references",
     "read_jsonl",
     "read_mimic3",
     "read_mimic4",

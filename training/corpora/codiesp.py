@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from model.codes import CodeSystem, normalize
-from training.corpora.base import Document, EvidenceSpan
+from training.corpora.base import Document, EvidenceReference, EvidenceSpan
 from training.corpora.errors import CorpusFormatError, CorpusLayoutError
 from training.corpora.tables import unique
 
@@ -60,20 +60,8 @@ def iter_codiesp(
         raise ValueError(f"lang must be 'es' or 'en', not {lang!r}")
     if codes not in ("D", "P", "DP"):
         raise ValueError(f"codes must be 'D', 'P' or 'DP', not {codes!r}")
-    root = Path(root)
-    split_dir = root / split
-    if not split_dir.is_dir():
-        present = (
-            sorted(path.name for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
-        )
-        raise CorpusLayoutError(
-            f"missing CodiEsp split folder {split_dir} (folders present: {present}); "
-            f"expected {_LAYOUT}"
-        )
-    text_dir = split_dir / ("text_files" if lang == "es" else "text_files_en")
-    if not text_dir.is_dir():
-        raise CorpusLayoutError(f"missing CodiEsp text folder {text_dir}; expected {_LAYOUT}")
-    text_paths = {path.stem: path for path in text_dir.glob("*.txt")}
+    split_dir = _split_dir(Path(root), split)
+    text_paths = _text_paths(split_dir, lang)
 
     codes_by_doc: dict[str, list[str]] = {}
     mentions_by_doc: dict[str, list[_Mention]] = {}
@@ -99,6 +87,66 @@ def read_codiesp(
 ) -> list[Document]:
     """`iter_codiesp` as a list (the corpus is small: 500 train, 250 dev documents)."""
     return list(iter_codiesp(root, split, lang=lang, codes=codes))
+
+
+def read_codiesp_references(
+    root: Path | str, split: str, *, codes: CodeSet = "DP"
+) -> list[EvidenceReference]:
+    """The coders' evidence in one split: every `{split}X.tsv` row as an EvidenceReference.
+
+    Rows come in file order, one per reference (a code may have several in a note), with their
+    parts as data: the offsets point into the Spanish text as `iter_codiesp(lang="es")` reads it.
+    `codes` keeps diagnoses ("D"), procedures ("P") or both ("DP"). Zero-width parts (a few in
+    the corpus, such as `1320 1320`) are dropped, and a row left with no part is skipped; an
+    offset outside its note's text is a CorpusFormatError. Unlike `iter_codiesp`, a reference
+    is kept even if its code is missing from the D/P files: the X file alone is the gold the
+    CodiEsp-X evaluation reads.
+    """
+    if codes not in ("D", "P", "DP"):
+        raise ValueError(f"codes must be 'D', 'P' or 'DP', not {codes!r}")
+    if split in UNANNOTATED_SPLITS:
+        raise ValueError(f"the {split} split has no evidence annotations")
+    split_dir = _split_dir(Path(root), split)
+    text_paths = _text_paths(split_dir, "es")
+    text_lengths: dict[str, int] = {}
+    references: list[EvidenceReference] = []
+    for mention in _read_mentions(split_dir / f"{split}X.tsv", codes, text_paths):
+        if mention.doc_id not in text_lengths:
+            text_lengths[mention.doc_id] = len(_read_text(text_paths[mention.doc_id], "es"))
+        _check_parts(mention, text_lengths[mention.doc_id])
+        parts = tuple(part for part in mention.parts if part[0] < part[1])
+        if parts:
+            references.append(
+                EvidenceReference(
+                    note_id=mention.doc_id,
+                    label=mention.letter,
+                    code=mention.code,
+                    parts=parts,
+                    text=mention.evidence,
+                )
+            )
+    return references
+
+
+def _split_dir(root: Path, split: str) -> Path:
+    split_dir = root / split
+    if not split_dir.is_dir():
+        present = (
+            sorted(path.name for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+        )
+        raise CorpusLayoutError(
+            f"missing CodiEsp split folder {split_dir} (folders present: {present}); "
+            f"expected {_LAYOUT}"
+        )
+    return split_dir
+
+
+def _text_paths(split_dir: Path, lang: Lang) -> dict[str, Path]:
+    """Note id -> text file of one split in one language."""
+    text_dir = split_dir / ("text_files" if lang == "es" else "text_files_en")
+    if not text_dir.is_dir():
+        raise CorpusLayoutError(f"missing CodiEsp text folder {text_dir}; expected {_LAYOUT}")
+    return {path.stem: path for path in text_dir.glob("*.txt")}
 
 
 def _read_text(path: Path, lang: Lang) -> str:
@@ -152,23 +200,26 @@ class _Mention:
     path: Path
     line_no: int
     doc_id: str
+    letter: str  # "D" or "P"
     code: str
+    evidence: str  # the reference text as the file spells it
     parts: list[tuple[int, int]]
 
 
 def _read_mentions(path: Path, codes: CodeSet, text_paths: dict[str, Path]) -> Iterator[_Mention]:
-    wanted = {_KINDS[letter][0]: _KINDS[letter][1] for letter in codes}
-    known = {label for label, _ in _KINDS.values()}
+    letters = {label: letter for letter, (label, _) in _KINDS.items()}
     for line_no, fields in _read_tsv(path, 5):
         doc_id, label, code, offsets = fields[0].strip(), fields[1].strip(), fields[2], fields[4]
-        if label not in known:
+        if label not in letters:
             raise CorpusFormatError(
-                f"{path} line {line_no}: label {label!r}, expected one of {sorted(known)}"
+                f"{path} line {line_no}: label {label!r}, expected one of {sorted(letters)}"
             )
         _check_known(path, line_no, doc_id, text_paths)
-        if label in wanted:
+        letter = letters[label]
+        if letter in codes:
             parts = _parse_offsets(path, line_no, offsets)
-            yield _Mention(path, line_no, doc_id, normalize(code, wanted[label]), parts)
+            code = normalize(code, _KINDS[letter][1])
+            yield _Mention(path, line_no, doc_id, letter, code, fields[3], parts)
 
 
 def _parse_offsets(path: Path, line_no: int, offsets: str) -> list[tuple[int, int]]:
@@ -185,6 +236,15 @@ def _parse_offsets(path: Path, line_no: int, offsets: str) -> list[tuple[int, in
     return parts
 
 
+def _check_parts(mention: _Mention, text_length: int) -> None:
+    for start, end in mention.parts:
+        if not 0 <= start <= end <= text_length:
+            raise CorpusFormatError(
+                f"{mention.path} line {mention.line_no}: span {start}-{end} lies outside "
+                f"{mention.doc_id}'s text of {text_length} characters"
+            )
+
+
 def _spans(
     mentions: Iterable[_Mention], text: str, doc_codes: tuple[str, ...]
 ) -> tuple[EvidenceSpan, ...]:
@@ -199,12 +259,8 @@ def _spans(
                 stacklevel=2,
             )
             continue
+        _check_parts(mention, len(text))
         for start, end in mention.parts:
-            if not 0 <= start <= end <= len(text):
-                raise CorpusFormatError(
-                    f"{mention.path} line {mention.line_no}: span {start}-{end} lies outside "
-                    f"{mention.doc_id}'s text of {len(text)} characters"
-                )
             if start < end:
                 spans.append(EvidenceSpan(code=mention.code, start=start, end=end))
     return tuple(spans)

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from training.corpora import CorpusFormatError, CorpusLayoutError, load_corpus
-from training.corpora.base import Document, EvidenceSpan
+from training.corpora.base import Document, EvidenceReference, EvidenceSpan
 from training.corpora.codiesp import (
     CODIESP_ENV,
     fetch_codiesp,
     locate_codiesp,
     read_codiesp,
+    read_codiesp_references,
     unpack_codiesp,
 )
 
@@ -195,6 +196,44 @@ def test_evidence_for_a_code_the_document_lacks_is_dropped_with_a_warning(
     assert [span.code for span in chest.spans] == ["R07.9", "R06.00"]
 
 
+def test_references_keep_each_x_row_whole(codiesp_root: Path) -> None:
+    references = read_codiesp_references(codiesp_root, "dev")
+
+    assert references == [
+        EvidenceReference("S0001-1", "D", "R50.9", ((10, 16),), "fiebre"),
+        EvidenceReference(
+            "S0001-1", "P", "3E02329", ((32, 46), (55, 68)), "estreptomicina intramuscular"
+        ),
+        # The zero-width part is dropped; the rest of the row stays.
+        EvidenceReference("S0001-1", "D", "Z72.0", ((0, 5),), "Varón"),
+        EvidenceReference("S0000-1", "D", "R07.9", ((0, 14),), "Dolor torácico"),
+        EvidenceReference("S0000-1", "D", "R06.00", ((17, 23),), "disnea"),
+    ]
+    # A discontinuous reference is bounded by its earliest start and latest end.
+    assert (references[1].start, references[1].end) == (32, 68)
+    assert [ref.code for ref in read_codiesp_references(codiesp_root, "dev", codes="P")] == [
+        "3E02329"
+    ]
+    assert len(read_codiesp_references(codiesp_root, "dev", codes="D")) == 4
+
+
+def test_reference_parts_out_of_text_order_are_bounded_by_min_and_max() -> None:
+    # 33 dev rows list their parts out of text order, e.g. "2654 2674;691 706".
+    reference = EvidenceReference("S1", "P", "BT02", ((2654, 2674), (691, 706)), "estudio riñón")
+    assert (reference.start, reference.end) == (691, 2674)
+
+
+def test_references_refuse_bad_input(codiesp_root: Path) -> None:
+    with pytest.raises(ValueError, match="no evidence annotations"):
+        read_codiesp_references(codiesp_root, "background")
+    with pytest.raises(ValueError, match="codes"):
+        read_codiesp_references(codiesp_root, "dev", codes="X")  # type: ignore[arg-type]
+    with (codiesp_root / "train" / "trainX.tsv").open("a", encoding="utf-8") as stream:
+        stream.write("S0000-1\tDIAGNOSTICO\tr07.9\tdolor\t20 99\n")
+    with pytest.raises(CorpusFormatError, match=r"trainX.tsv line 6: span 20-99 lies outside"):
+        read_codiesp_references(codiesp_root, "train")
+
+
 def test_bad_options_are_refused(codiesp_root: Path) -> None:
     with pytest.raises(ValueError, match="lang"):
         read_codiesp(codiesp_root, "train", lang="fr")  # type: ignore[arg-type]
@@ -347,3 +386,9 @@ def test_real_codiesp(split: str, size: int) -> None:
     rate = mismatches / len(rows)
     print(f"CodiEsp {split}: {mismatches} of {len(rows)} evidence texts differ ({rate:.2%})")
     assert rate < 0.01
+
+    # Every X row with a non-empty part is a reference, within its note's text.
+    references = read_codiesp_references(REAL_CODIESP, split)
+    assert len(references) == len(rows)
+    assert all(0 <= ref.start < ref.end <= len(documents[ref.note_id].text) for ref in references)
+    assert {ref.label for ref in references} == {"D", "P"}

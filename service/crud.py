@@ -7,10 +7,10 @@ state (latest decision per code, final codes) is derived here from the append-on
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -43,8 +43,12 @@ def record_predictions(
     elapsed_ms: float,
     client: str,
     store_note_text: bool,
+    thresholds: Mapping[str, float | None] | None = None,
 ) -> list[Prediction]:
-    """Insert one prediction per note with its ranked codes, in one transaction, and commit."""
+    """Insert one prediction per note with its ranked codes, in one transaction, and commit.
+
+    `thresholds` maps a code to its decision threshold, recorded with each ranked code."""
+    thresholds = thresholds or {}
     created_at = utc_now()
     rows = []
     for note, ranked in zip(notes, predictions, strict=True):
@@ -69,6 +73,7 @@ def record_predictions(
                 description=code.description,
                 score=code.score,
                 above_threshold=code.above_threshold,
+                threshold=thresholds.get(code.code),
                 highlights=[
                     {"start": span.start, "end": span.end, "weight": span.weight}
                     for span in code.highlights
@@ -98,6 +103,7 @@ def get_prediction(session: Session, *, prediction_id: str) -> Prediction | None
 
 @dataclass(frozen=True)
 class PredictionFilters:
+    # True: complete reviews only; False: not complete (unreviewed or undecided suggestions left).
     reviewed: bool | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
@@ -105,12 +111,32 @@ class PredictionFilters:
     encounter_id: str | None = None
 
 
+def _has_feedback() -> Any:
+    return exists().where(FeedbackEvent.prediction_id == Prediction.id)
+
+
+def _has_undecided() -> Any:
+    """A suggestion above threshold on this prediction with no feedback event on its code."""
+    decided = exists().where(
+        FeedbackEvent.prediction_id == PredictedCode.prediction_id,
+        FeedbackEvent.code == PredictedCode.code,
+    )
+    return exists().where(
+        PredictedCode.prediction_id == Prediction.id,
+        PredictedCode.above_threshold.is_(True),
+        ~decided,
+    )
+
+
+def _review_complete() -> Any:
+    return and_(_has_feedback(), ~_has_undecided())
+
+
 def _filtered(statement: Select[Any], filters: PredictionFilters) -> Select[Any]:
-    has_feedback = exists().where(FeedbackEvent.prediction_id == Prediction.id)
     if filters.reviewed is True:
-        statement = statement.where(has_feedback)
+        statement = statement.where(_review_complete())
     elif filters.reviewed is False:
-        statement = statement.where(~has_feedback)
+        statement = statement.where(~_review_complete())
     if filters.created_from is not None:
         statement = statement.where(Prediction.created_at >= filters.created_from)
     if filters.created_to is not None:
@@ -122,6 +148,14 @@ def _filtered(statement: Select[Any], filters: PredictionFilters) -> Select[Any]
     return statement
 
 
+@dataclass(frozen=True)
+class FeedbackTally:
+    """What the queue shows of a prediction's feedback: how many events, which codes decided."""
+
+    events: int
+    decided_codes: frozenset[str]
+
+
 def list_predictions(
     session: Session,
     *,
@@ -129,8 +163,8 @@ def list_predictions(
     limit: int,
     offset: int,
     newest_first: bool = True,
-) -> tuple[list[tuple[Prediction, int]], int]:
-    """One page of predictions with their feedback event counts, and the total matching."""
+) -> tuple[list[tuple[Prediction, FeedbackTally]], int]:
+    """One page of predictions with a tally of their feedback, and the total matching."""
     total = session.scalar(
         _filtered(select(Prediction), filters).with_only_columns(func.count(Prediction.id))
     )
@@ -148,14 +182,21 @@ def list_predictions(
     )
     page: list[Prediction] = list(session.scalars(statement))
     counts: dict[str, int] = {}
+    decided: dict[str, set[str]] = {}
     if page:
         counted = session.execute(
-            select(FeedbackEvent.prediction_id, func.count(FeedbackEvent.id))
+            select(FeedbackEvent.prediction_id, FeedbackEvent.code, func.count(FeedbackEvent.id))
             .where(FeedbackEvent.prediction_id.in_([row.id for row in page]))
-            .group_by(FeedbackEvent.prediction_id)
+            .group_by(FeedbackEvent.prediction_id, FeedbackEvent.code)
         )
-        counts = {prediction_id: int(n) for prediction_id, n in counted}
-    return [(row, counts.get(row.id, 0)) for row in page], int(total or 0)
+        for prediction_id, code, n in counted:
+            counts[prediction_id] = counts.get(prediction_id, 0) + int(n)
+            decided.setdefault(prediction_id, set()).add(code)
+    tallies = [
+        (row, FeedbackTally(counts.get(row.id, 0), frozenset(decided.get(row.id, ()))))
+        for row in page
+    ]
+    return tallies, int(total or 0)
 
 
 def record_feedback(
@@ -201,6 +242,25 @@ def current_decisions(events: Sequence[FeedbackEvent]) -> dict[str, FeedbackEven
     return latest
 
 
+def undecided_codes(prediction: Prediction, decided: set[str] | frozenset[str]) -> list[str]:
+    """Suggestions above threshold, in rank order, whose code is not in `decided`."""
+    return [
+        row.code
+        for row in sorted(prediction.codes, key=lambda row: row.rank)
+        if row.above_threshold and row.code not in decided
+    ]
+
+
+ReviewStatus = Literal["unreviewed", "in_progress", "complete"]
+
+
+def review_status(feedback_events: int, undecided: Sequence[str]) -> ReviewStatus:
+    """unreviewed (no event), in_progress (suggestions above threshold left), or complete."""
+    if not feedback_events:
+        return "unreviewed"
+    return "in_progress" if undecided else "complete"
+
+
 def final_codes(prediction: Prediction, events: Sequence[FeedbackEvent]) -> list[str]:
     """Accepted suggestions in rank order, then added codes in the order first added."""
     latest = current_decisions(events)
@@ -219,8 +279,18 @@ def final_codes(prediction: Prediction, events: Sequence[FeedbackEvent]) -> list
 def count_reviewed_without_text(
     session: Session, *, created_from: datetime | None, created_to: datetime | None
 ) -> int:
+    """Complete reviews the export leaves out because their note text is gone."""
     filters = PredictionFilters(reviewed=True, created_from=created_from, created_to=created_to)
     statement = _filtered(select(Prediction), filters).where(Prediction.note_text.is_(None))
+    return int(session.scalar(statement.with_only_columns(func.count(Prediction.id))) or 0)
+
+
+def count_incomplete_reviews(
+    session: Session, *, created_from: datetime | None, created_to: datetime | None
+) -> int:
+    """Predictions with feedback whose review is not complete: the export leaves them out."""
+    filters = PredictionFilters(created_from=created_from, created_to=created_to)
+    statement = _filtered(select(Prediction), filters).where(_has_feedback(), _has_undecided())
     return int(session.scalar(statement.with_only_columns(func.count(Prediction.id))) or 0)
 
 
@@ -231,7 +301,8 @@ def iter_reviewed(
     created_to: datetime | None,
     page_size: int = 200,
 ) -> Iterator[tuple[Prediction, list[FeedbackEvent]]]:
-    """Reviewed predictions that still have their text, oldest first, a page per session.
+    """Completely reviewed predictions that still have their text, oldest first, a page per
+    session.
 
     Keyset paging on (created_at, id): rows added while the export runs cannot shift a page.
     """

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import anyio
 import anyio.to_thread
 
-from model.catalogue import Catalogue, CodeInfo, UnknownCodeError, catalogue_for
+from model.catalogue import SYSTEM_LABELS, Catalogue, CodeInfo, UnknownCodeError, catalogue_for
 from model.codes import CodeSystem, compact
 from model.prediction import CodePrediction
 from model.runtime import OnnxPredictor
@@ -22,11 +22,21 @@ from service.core.metrics import Metrics
 
 
 class CodeRejectedError(ValueError):
-    """A code no catalogue of the bundle's code systems accepts; the message says what to fix."""
+    """A code no catalogue of the bundle's code systems accepts; the message says what to fix.
 
-    def __init__(self, code: str, hint: str) -> None:
+    `reasons` holds one (system label, hint) per catalogue; the message names the code once.
+    """
+
+    def __init__(self, code: str, reasons: Sequence[tuple[str, str]]) -> None:
         self.code = code
-        super().__init__(f"{code!r} is not a valid code: {hint}")
+        self.reasons = list(reasons)
+        if len(self.reasons) == 1:
+            ((label, hint),) = self.reasons
+            message = f"{code!r} is not a valid {label} code: {hint}"
+        else:
+            why = "; ".join(f"{label}: {hint}" for label, hint in self.reasons)
+            message = f"{code!r} is not a valid code in any of the model's code systems ({why})"
+        super().__init__(message)
 
 
 def parse_code_systems(declared: str) -> list[CodeSystem]:
@@ -68,6 +78,10 @@ class InferenceService:
         self._descriptions = {
             compact(code): description
             for code, description in zip(predictor.codes, predictor.descriptions, strict=True)
+        }
+        self._thresholds = {
+            compact(code): float(threshold)
+            for code, threshold in zip(predictor.codes, predictor.thresholds, strict=True)
         }
         self._slots = anyio.Semaphore(max_concurrent)
         self.warm_up_error: str | None = None
@@ -115,6 +129,10 @@ class InferenceService:
     def train_count(self, code: str) -> int | None:
         return self._train_counts.get(compact(code))
 
+    def threshold(self, code: str) -> float | None:
+        """The decision threshold the model applies to `code` (None: not a model code)."""
+        return self._thresholds.get(compact(code))
+
     def model_description(self, code: str) -> str | None:
         return self._descriptions.get(compact(code))
 
@@ -123,15 +141,16 @@ class InferenceService:
         known = self.model_code(code)
         if known is not None:
             return known
-        hints = []
+        reasons: list[tuple[str, str]] = []
         for catalogue in self.catalogues:
+            label = SYSTEM_LABELS[catalogue.system]
             try:
                 return catalogue.validate(code)
             except UnknownCodeError as error:
-                hints.append(str(error))
+                reasons.append((label, error.hint))
             except ValueError as error:  # normalisation of something that is not a code
-                hints.append(f"{catalogue.system.value}: {error}")
-        raise CodeRejectedError(code, "; ".join(hints))
+                reasons.append((label, str(error)))
+        raise CodeRejectedError(code, reasons)
 
     def lookup(self, code: str) -> CodeInfo | None:
         """The first catalogue entry for `code` that is not known to be invalid."""

@@ -10,7 +10,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from service.crud import ReviewStatus
 
 Decision = Literal["accepted", "rejected", "added"]
 
@@ -96,6 +98,11 @@ class CodeOut(BaseModel):
     score: float = Field(description="probability in [0, 1]")
     rank: int = Field(description="1 = best")
     above_threshold: bool = Field(description="score at or above the code's tuned threshold")
+    threshold: float | None = Field(
+        None,
+        description="the code's tuned decision threshold; null for predictions recorded before "
+        "thresholds were stored",
+    )
     highlights: list[HighlightOut] = Field(
         description="evidence spans, heaviest first (empty beyond the model's exported top K)"
     )
@@ -119,6 +126,7 @@ _PREDICTION_EXAMPLE: dict[str, Any] = {
             "score": 0.91,
             "rank": 1,
             "above_threshold": True,
+            "threshold": 0.35,
             "highlights": [{"start": 23, "end": 28, "text": "fever", "weight": 0.62}],
         }
     ],
@@ -163,7 +171,17 @@ class CurrentDecision(BaseModel):
 
 
 class ReviewOut(BaseModel):
-    reviewed: bool = Field(description="at least one feedback event was recorded")
+    """Where the review of one prediction stands. It is complete when every suggestion above
+    its threshold has been accepted or rejected; only complete reviews are exported."""
+
+    reviewed: bool = Field(description="the review is complete (status `complete`)")
+    status: ReviewStatus = Field(
+        description="unreviewed: no decision yet; in_progress: some suggestions above threshold "
+        "are still undecided; complete: every one is decided"
+    )
+    undecided: list[str] = Field(
+        description="suggestions above threshold with no decision yet, in rank order"
+    )
     decisions: list[CurrentDecision]
     final_codes: list[str] = Field(
         description="accepted suggestions in rank order, then added codes; what export writes"
@@ -190,7 +208,9 @@ class PredictionSummary(BaseModel):
     note_chars: int
     codes_above_threshold: list[str]
     feedback_events: int
-    reviewed: bool
+    reviewed: bool = Field(description="the review is complete (status `complete`)")
+    review_status: ReviewStatus
+    undecided: list[str] = Field(description="suggestions above threshold still undecided")
 
 
 class PredictionPage(BaseModel):
@@ -225,14 +245,39 @@ class FeedbackIn(BaseModel):
                         {"code": "J18.9", "decision": "added"},
                     ],
                     "comment": "pneumonia documented in the radiology section",
+                    "undecided": "reject",
                 }
             ]
         },
     )
 
     coder_id: Identifier
-    decisions: list[DecisionIn] = Field(min_length=1, max_length=500)
+    decisions: list[DecisionIn] = Field(
+        default_factory=list,
+        max_length=500,
+        description="one decision per code; may be empty only when `undecided` is set",
+    )
     comment: Annotated[str, Field(max_length=5000), AfterValidator(_storable)] | None = None
+    final: bool = Field(
+        True,
+        description="true: this completes the review, so every suggestion above threshold must "
+        "be decided (here, earlier, or by `undecided`), else 422 names the undecided ones; "
+        "false: save progress, the note stays in the queue",
+    )
+    undecided: Literal["accept", "reject"] | None = Field(
+        None,
+        description="decide every suggestion above threshold left undecided after this "
+        "request: accept or reject them all (recorded as ordinary decisions)",
+    )
+
+    @model_validator(mode="after")
+    def _says_something(self) -> FeedbackIn:
+        if not self.decisions and self.undecided is None:
+            raise ValueError(
+                "decisions is empty: send at least one decision, or `undecided` "
+                "('accept' or 'reject') to decide the rest"
+            )
+        return self
 
 
 class FeedbackOut(BaseModel):

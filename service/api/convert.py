@@ -66,12 +66,14 @@ def fresh_prediction(
                 score=code.score,
                 rank=code.rank,
                 above_threshold=code.above_threshold,
+                threshold=stored.threshold,
                 highlights=[
                     HighlightOut(start=h.start, end=h.end, text=h.text, weight=h.weight)
                     for h in code.highlights
                 ],
             )
-            for code in ranked
+            # The row's codes are these codes, in rank order; the row holds each threshold.
+            for code, stored in zip(ranked, row.codes, strict=True)
         ],
         elapsed_ms=elapsed_ms,
     )
@@ -84,6 +86,7 @@ def _stored_code(row: PredictedCode, note_text: str | None) -> CodeOut:
         score=row.score,
         rank=row.rank,
         above_threshold=row.above_threshold,
+        threshold=row.threshold,
         highlights=[
             HighlightOut(
                 start=int(span["start"]),
@@ -111,8 +114,12 @@ def event_out(event: FeedbackEvent) -> FeedbackEventOut:
 
 def review_out(row: Prediction, events: Sequence[FeedbackEvent]) -> ReviewOut:
     latest = crud.current_decisions(events)
+    undecided = crud.undecided_codes(row, set(latest))
+    status = crud.review_status(len(events), undecided)
     return ReviewOut(
-        reviewed=bool(events),
+        reviewed=status == "complete",
+        status=status,
+        undecided=undecided,
         decisions=[
             CurrentDecision.model_validate(
                 {
@@ -147,7 +154,9 @@ def stored_prediction(row: Prediction) -> PredictionDetail:
     )
 
 
-def prediction_summary(row: Prediction, feedback_events: int) -> PredictionSummary:
+def prediction_summary(row: Prediction, tally: crud.FeedbackTally) -> PredictionSummary:
+    undecided = crud.undecided_codes(row, tally.decided_codes)
+    status = crud.review_status(tally.events, undecided)
     return PredictionSummary(
         prediction_id=uuid.UUID(row.id),
         created_at=row.created_at,
@@ -156,6 +165,8 @@ def prediction_summary(row: Prediction, feedback_events: int) -> PredictionSumma
         model=ModelRef(name=row.model_name, version=row.model_version),
         note_chars=row.note_chars,
         codes_above_threshold=[code.code for code in row.codes if code.above_threshold],
-        feedback_events=feedback_events,
-        reviewed=feedback_events > 0,
+        feedback_events=tally.events,
+        reviewed=status == "complete",
+        review_status=status,
+        undecided=undecided,
     )

@@ -110,6 +110,9 @@ class PredictedCode(Base):
     description: Mapped[str] = mapped_column(Text)
     score: Mapped[float] = mapped_column(Float)
     above_threshold: Mapped[bool] = mapped_column(Boolean)
+    # The code's decision threshold when predicted, so a coder sees why it is above or below;
+    # NULL for predictions recorded before revision 0002.
+    threshold: Mapped[float | None] = mapped_column(Float)
     # [{"start": int, "end": int, "weight": float}]: the text is cut from the note when shown,
     # so a purge or text storage turned off leaves no note text behind here.
     highlights: Mapped[list[dict[str, Any]]] = mapped_column(JSON)

@@ -88,7 +88,13 @@ def test_the_service_export_becomes_a_training_corpus(tiny_bundle: Path, tmp_pat
     with running_service(settings) as service:
         for index in range(30):
             prediction = service.predict(f"Fever and cough, note {index}.")
-            service.feedback(prediction["prediction_id"], ("R50.9", "accepted"), ("I10", "added"))
+            reviewed = service.feedback(
+                prediction["prediction_id"],
+                ("R50.9", "accepted"),
+                ("I10", "added"),
+                undecided="reject",
+            )
+            assert reviewed.status_code == 201, reviewed.text
         exported = service.http.get("/v1/feedback/export", headers=headers("admin"))
     assert exported.status_code == 200
     export = tmp_path / "feedback.jsonl"

@@ -33,6 +33,20 @@ def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bundle(tmp_path_factory.mktemp("service") / "bundle")
 
 
+# Per-code thresholds (DEFAULT_CODES order) that put R50.9 and R05 above and I10 below for a note
+# with fever, cough and hypertension: two suggestions to decide, one to leave.
+REVIEW_THRESHOLDS = (0.2, 0.3, 0.5, 0.6, 0.3, 0.4)
+
+
+@pytest.fixture(scope="session")
+def review_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny bundle with REVIEW_THRESHOLDS: several suggestions above threshold per note."""
+    return build_tiny_bundle(
+        tmp_path_factory.mktemp("service") / "review-bundle",
+        per_code_thresholds=REVIEW_THRESHOLDS,
+    )
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """The server's URL (database `test`); schemas this session leaves behind are dropped."""

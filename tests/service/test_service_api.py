@@ -31,12 +31,17 @@ def test_prediction_matches_the_runtime_and_is_recorded(service: Service, bundle
     assert (body["note_id"], body["encounter_id"]) == ("note-1", "enc-1")
 
     # What is served is what the runtime computes for the same note.
-    expected = OnnxPredictor(bundle_dir).predict([NOTE], top_k=4)[0]
+    runtime = OnnxPredictor(bundle_dir)
+    expected = runtime.predict([NOTE], top_k=4)[0]
+    thresholds = dict(zip(runtime.codes, runtime.thresholds.tolist(), strict=True))
     assert [code["code"] for code in body["codes"]] == [code.code for code in expected]
     assert [code["rank"] for code in body["codes"]] == [1, 2, 3, 4]
     for served, computed in zip(body["codes"], expected, strict=True):
         assert served["score"] == pytest.approx(computed.score, abs=1e-6)
         assert served["above_threshold"] == computed.above_threshold
+        # Each code carries the threshold it was judged against.
+        assert served["threshold"] == pytest.approx(thresholds[computed.code])
+        assert served["above_threshold"] == (served["score"] >= served["threshold"])
         assert served["description"] == computed.description
         assert len(served["highlights"]) == len(computed.highlights)
         for highlight in served["highlights"]:
@@ -102,7 +107,13 @@ def test_read_prediction_returns_note_codes_and_history(service: Service) -> Non
     assert detail["client"] == "ehr-client"
     assert detail["codes"] == created["codes"]  # highlights' text cut again from the note
     assert detail["feedback"] == []
-    assert detail["review"] == {"reviewed": False, "decisions": [], "final_codes": []}
+    assert detail["review"] == {
+        "reviewed": False,
+        "status": "unreviewed",
+        "undecided": [code["code"] for code in created["codes"] if code["above_threshold"]],
+        "decisions": [],
+        "final_codes": [],
+    }
 
 
 def test_review_queue_filters_and_pages(service: Service) -> None:
@@ -132,6 +143,7 @@ def test_review_queue_filters_and_pages(service: Service) -> None:
     assert ids(reviewed) == [second["prediction_id"]]
     assert reviewed["items"][0]["feedback_events"] == 1
     assert reviewed["items"][0]["reviewed"] is True
+    assert reviewed["items"][0]["review_status"] == "complete"
     assert ids(listing(reviewed=False)) == [third["prediction_id"], first["prediction_id"]]
     assert ids(listing(note_id="queue-1")) == [first["prediction_id"]]
     page = listing(limit=2, offset=2)

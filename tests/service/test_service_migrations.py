@@ -39,7 +39,7 @@ def test_upgrade_and_downgrade(empty_database_url: str) -> None:
     assert _tables(url) == set()
 
     admin.upgrade(url)
-    assert admin.current(url) == "0001"
+    assert {admin.current(url)} == admin.head_revisions()
     assert _tables(url) == TABLES
     engine = sa.create_engine(url)
     try:
@@ -56,6 +56,46 @@ def test_upgrade_and_downgrade(empty_database_url: str) -> None:
     assert _tables(url) == set()
     admin.upgrade(url)  # and up again
     assert _tables(url) == TABLES
+
+
+def test_code_thresholds_revision_keeps_earlier_rows(empty_database_url: str) -> None:
+    """0002 adds predicted_codes.threshold: rows from before read NULL; downgrading drops only
+    that column, as the revision declares."""
+    from service.db.migrations.versions import rev_0002_code_thresholds as revision
+
+    url = empty_database_url
+    admin.upgrade(url, "0001")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO predictions (id, created_at, note_sha256, note_chars, model_name,"
+                    " model_version, top_k, elapsed_ms, client) VALUES ('p-1', :now, 'x', 1, 'm',"
+                    " '1', 1, 1.0, 'c')"
+                ),
+                {"now": "2024-01-01 00:00:00"},
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO predicted_codes (prediction_id, rank, code, description, score,"
+                    " above_threshold, highlights) VALUES ('p-1', 1, 'R50.9', 'Fever', 0.9, true,"
+                    " '[]')"
+                )
+            )
+        admin.upgrade(url, "0002")
+        with engine.connect() as connection:
+            kept = connection.execute(sa.text("SELECT code, threshold FROM predicted_codes"))
+            assert [tuple(row) for row in kept] == [("R50.9", None)]
+        admin.downgrade(url, "0001")
+        engine.dispose()
+        columns = {column["name"] for column in sa.inspect(engine).get_columns("predicted_codes")}
+        assert "threshold" not in columns
+        assert _tables(url) == TABLES  # no table deleted
+        assert revision.DOWNGRADE_DROPS_TABLES == ()
+        assert revision.DOWNGRADE_DROPS_COLUMNS == ("predicted_codes.threshold",)
+    finally:
+        engine.dispose()
 
 
 def test_service_refuses_an_unmigrated_database(
@@ -90,7 +130,7 @@ def test_db_commands(tmp_path: Path) -> None:
 
     upgraded = runner.invoke(cli, ["db", "upgrade", "--database-url", url])
     assert upgraded.exit_code == 0, upgraded.output
-    assert "revision 0001" in upgraded.output
+    assert f"revision {admin.head_revisions().pop()}" in upgraded.output
     current = runner.invoke(cli, ["db", "current", "--database-url", url])
     assert current.exit_code == 0 and "up to date" in current.output
 

@@ -99,7 +99,11 @@ def test_metrics(sqlite_service: Service) -> None:
         headers=headers("ehr"),
     )
     service.http.post("/v1/predictions", json={"text": " "}, headers=headers("ehr"))
-    service.feedback(first["prediction_id"], ("R50.9", "accepted"), ("E11.9", "added"))
+    # Progress saved, not final: the other suggestions above threshold stay undecided.
+    saved = service.feedback(
+        first["prediction_id"], ("R50.9", "accepted"), ("E11.9", "added"), final=False
+    )
+    assert saved.status_code == 201, saved.text
 
     text = service.http.get("/metrics").text
     assert 'plant_icd_model_info{name="tiny-plant",version="0.0.1-test"} 1.0' in text

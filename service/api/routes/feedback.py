@@ -1,8 +1,10 @@
 """Coder feedback: appending decisions to a prediction's audit trail, and exporting reviewed notes.
 
-Events are append-only; the latest decision per code is the current state. The export writes
-JSONL lines `{"id", "text", "codes"}` (final codes: accepted suggestions, then added codes) that
-`training.corpora.jsonl` reads, so a site can retrain on its own coders' decisions.
+Events are append-only; the latest decision per code is the current state. A review is complete
+when every suggestion above threshold is accepted or rejected: a final submission must leave none
+undecided (or say what to do with the rest), so no suggestion silently drops out of the training
+data. The export writes complete reviews only, as JSONL lines `{"id", "text", "codes"}` (final
+codes: accepted suggestions, then added codes) that `training.corpora.jsonl` reads.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ router = APIRouter(tags=["feedback"])
 log = get_logger("feedback")
 
 SKIPPED_HEADER = "X-Export-Skipped-Without-Text"
+INCOMPLETE_HEADER = "X-Export-Skipped-Incomplete"
+UNDECIDED_AS = {"accept": "accepted", "reject": "rejected"}
 
 
 def _resolve(
@@ -58,7 +62,8 @@ def _resolve(
             problems.append(
                 {
                     "code": decision.code,
-                    "msg": "appears twice in this feedback: send one decision per code",
+                    "msg": f"{decision.code!r} appears twice in this feedback: send one decision "
+                    "per code",
                 }
             )
             continue
@@ -83,9 +88,37 @@ def _resolve(
             code = found
         resolved.append((code, decision.decision))
     if problems:
-        summary = "; ".join(f"{problem['code']}: {problem['msg']}" for problem in problems)
+        # Each message names its code already.
+        summary = "; ".join(problem["msg"] for problem in problems)
         raise HTTPException(422, detail={"detail": summary, "errors": problems})
     return resolved
+
+
+def _decide_the_rest(
+    prediction: Prediction, decisions: list[tuple[str, str]], feedback: FeedbackIn
+) -> list[tuple[str, str]]:
+    """Decisions for the suggestions above threshold that neither earlier events nor this
+    request decide, per `undecided`; 422 naming them when the submission is final without it."""
+    decided = {event.code for event in prediction.feedback} | {code for code, _ in decisions}
+    undecided = crud.undecided_codes(prediction, decided)
+    if not undecided:
+        return []
+    if feedback.undecided is not None:
+        return [(code, UNDECIDED_AS[feedback.undecided]) for code in undecided]
+    if not feedback.final:
+        return []
+    raise HTTPException(
+        422,
+        detail={
+            "detail": f"the review is final but {len(undecided)} suggestion(s) above threshold "
+            f'are undecided: {", ".join(undecided)}. Accept or reject each, send "undecided": '
+            '"accept" or "reject" to decide the rest, or "final": false to save progress',
+            "errors": [
+                {"code": code, "msg": f"{code!r} is above its threshold and undecided"}
+                for code in undecided
+            ],
+        },
+    )
 
 
 @router.post(
@@ -103,13 +136,18 @@ def create_feedback(
     metrics: MetricsDep,
 ) -> FeedbackOut:
     """Accept or reject suggested codes and add codes the model missed (checked against the
-    catalogue). Appends to the audit trail; the latest decision per code is the current state."""
+    catalogue). Appends to the audit trail; the latest decision per code is the current state.
+
+    A final submission (the default) must leave no suggestion above threshold undecided: decide
+    each, or send `"undecided": "accept"` or `"reject"` for the rest; `"final": false` saves
+    progress and leaves the note in the queue."""
     prediction = crud.get_prediction(session, prediction_id=str(prediction_id))
     if prediction is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, detail=f"no prediction with id {prediction_id}"
         )
     decisions = _resolve(prediction, feedback.decisions, inference)
+    decisions += _decide_the_rest(prediction, decisions, feedback)
     try:
         recorded = crud.record_feedback(
             session,
@@ -143,8 +181,9 @@ def create_feedback(
                     "example": '{"id": "3f2b8a34-...", "text": "Patient ...", "codes": ["R50.9"]}'
                 }
             },
-            "description": "one reviewed note per line; notes whose text is not stored are "
-            f"skipped and counted in the {SKIPPED_HEADER} header",
+            "description": "one completely reviewed note per line. Notes whose review has "
+            f"undecided suggestions are skipped and counted in the {INCOMPLETE_HEADER} header; "
+            f"notes whose text is not stored, in the {SKIPPED_HEADER} header",
         },
         **error_responses(401, 403, 422, 503),
     },
@@ -156,14 +195,24 @@ def export_feedback(
     created_from: Annotated[datetime | None, Query(description="predictions from (ISO)")] = None,
     created_to: Annotated[datetime | None, Query(description="predictions before")] = None,
 ) -> StreamingResponse:
-    """Every reviewed prediction whose note text is stored, with its final codes, as
-    `{"id", "text", "codes", "note_id", "encounter_id"}` lines (`id` is the prediction id)."""
+    """Every completely reviewed prediction whose note text is stored, with its final codes, as
+    `{"id", "text", "codes", "note_id", "encounter_id"}` lines (`id` is the prediction id).
+
+    A review is complete when every suggestion above threshold is accepted or rejected; the
+    others would teach the model that their undecided codes are absent, so they are skipped and
+    counted in `X-Export-Skipped-Incomplete`."""
     since, until = as_utc(created_from), as_utc(created_to)
     skipped = crud.count_reviewed_without_text(session, created_from=since, created_to=until)
+    incomplete = crud.count_incomplete_reviews(session, created_from=since, created_to=until)
     if skipped:
         log.warning(
             "feedback export skips reviewed notes without stored text",
             extra={"skipped": skipped},
+        )
+    if incomplete:
+        log.warning(
+            "feedback export skips reviews with undecided suggestions",
+            extra={"skipped": incomplete},
         )
 
     def lines() -> Iterator[bytes]:
@@ -182,6 +231,7 @@ def export_feedback(
         media_type="application/x-ndjson",
         headers={
             SKIPPED_HEADER: str(skipped),
+            INCOMPLETE_HEADER: str(incomplete),
             "Content-Disposition": 'attachment; filename="feedback-export.jsonl"',
         },
     )

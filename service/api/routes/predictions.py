@@ -101,6 +101,9 @@ async def _predict_and_record(
             elapsed_ms=result.elapsed_ms,
             client=caller.name,
             store_note_text=settings.store_note_text,
+            thresholds={
+                code.code: inference.threshold(code.code) for codes in ranked for code in codes
+            },
         )
     except UNAVAILABLE_ERRORS:
         metrics.db_write_errors.labels(operation="prediction").inc()

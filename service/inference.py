@@ -7,6 +7,7 @@ system the bundle declares (`icd10cm`, or several joined by `+`, e.g. `icd10cm+i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,14 +59,65 @@ def parse_code_systems(declared: str) -> list[CodeSystem]:
 class InferenceResult:
     predictions: list[list[CodePrediction]]
     elapsed_ms: float
+    # Per note: why no code is above threshold (too little text the model knows), or None.
+    abstentions: list[str | None]
+
+
+def known_word_tokens(predictor: OnnxPredictor, texts: Sequence[str]) -> list[int]:
+    """Per note, the tokens the graph reads that the vocabulary knows and that hold a letter.
+
+    Punctuation, digits and unknown pieces (<unk>, e.g. a script the tokenizer never saw) carry
+    no clinical evidence, so a note made of them is not one the model can code.
+    """
+    tokenizer = predictor.tokenizer
+    counts = []
+    notes = tokenizer.encode_batch(texts, max_tokens=predictor.max_tokens)
+    for text, note in zip(texts, notes, strict=True):
+        spans = zip(note.ids.tolist(), note.offsets.tolist(), strict=True)
+        counts.append(
+            sum(
+                1
+                for token_id, (start, end) in spans
+                if token_id != tokenizer.unk_id and any(ch.isalpha() for ch in text[start:end])
+            )
+        )
+    return counts
+
+
+def abstain_below(
+    predictions: list[list[CodePrediction]], token_counts: Sequence[int], floor: int
+) -> tuple[list[list[CodePrediction]], list[str | None]]:
+    """No code above threshold for notes with fewer than `floor` known word tokens, and why."""
+    kept: list[list[CodePrediction]] = []
+    reasons: list[str | None] = []
+    for ranked, count in zip(predictions, token_counts, strict=True):
+        if count >= floor:
+            kept.append(ranked)
+            reasons.append(None)
+            continue
+        kept.append([dataclasses.replace(code, above_threshold=False) for code in ranked])
+        reasons.append(
+            f"the note holds {count} word token(s) the model knows; at least {floor} are "
+            "needed to suggest codes, so none is above threshold (the ranking is for reference "
+            "only): send the note's full text"
+        )
+    return kept, reasons
 
 
 class InferenceService:
     """Wraps one loaded `OnnxPredictor` for the service."""
 
-    def __init__(self, predictor: OnnxPredictor, *, max_concurrent: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        predictor: OnnxPredictor,
+        *,
+        max_concurrent: int,
+        metrics: Metrics,
+        min_note_tokens: int = 0,
+    ) -> None:
         self.predictor = predictor
         self.metrics = metrics
+        self.min_note_tokens = min_note_tokens
         self.code_system = predictor.metadata.code_system
         self.catalogues: list[Catalogue] = [
             catalogue_for(system) for system in parse_code_systems(self.code_system)
@@ -114,11 +166,15 @@ class InferenceService:
             self.metrics.inference_queue.observe(started - queued)
             predictions = await anyio.to_thread.run_sync(self.predictor.predict, texts, top_k)
             elapsed = time.perf_counter() - started
+        abstentions: list[str | None] = [None] * len(predictions)
+        if self.min_note_tokens > 0:
+            counts = await anyio.to_thread.run_sync(known_word_tokens, self.predictor, texts)
+            predictions, abstentions = abstain_below(predictions, counts, self.min_note_tokens)
         self.metrics.inference_latency.observe(elapsed)
         self.metrics.batch_size.observe(len(texts))
         for ranked in predictions:
             self.metrics.codes_per_note.observe(sum(code.above_threshold for code in ranked))
-        return InferenceResult(predictions, elapsed * 1000.0)
+        return InferenceResult(predictions, elapsed * 1000.0, abstentions)
 
     # -- codes ----------------------------------------------------------------------------------
 

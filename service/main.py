@@ -22,8 +22,11 @@ from model.runtime import OnnxPredictor
 from service.api.errors import install_error_handlers
 from service.api.middleware import (
     REQUEST_ID_HEADER,
+    AuthenticationMiddleware,
     BodySizeLimitMiddleware,
+    FailedKeyThrottle,
     RequestContextMiddleware,
+    SecurityHeadersMiddleware,
 )
 from service.api.routes import codes, feedback, health, me, metrics, model, predictions, review
 from service.core.config import Settings
@@ -104,7 +107,10 @@ def _lifespan(
         try:
             predictor = await anyio.to_thread.run_sync(predictor_factory, settings)
             inference = InferenceService(
-                predictor, max_concurrent=settings.max_concurrent_inferences, metrics=metrics_
+                predictor,
+                max_concurrent=settings.max_concurrent_inferences,
+                metrics=metrics_,
+                min_note_tokens=settings.min_note_tokens,
             )
             metrics_.model_info.labels(name=predictor.name, version=predictor.version).set(1)
             app.state.inference = inference
@@ -156,7 +162,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = app_metrics
-    app.state.keyring = KeyRing(settings.api_keys)
+    keyring = KeyRing(settings.api_keys)
+    app.state.keyring = keyring
     app.state.inference = None
 
     for router in (
@@ -173,6 +180,14 @@ def create_app(
         app.include_router(metrics.router)
     install_error_handlers(app)
 
+    # Innermost first: the key is checked before the app reads a body, but after CORS answered a
+    # preflight (which carries no key by design).
+    if settings.auth_enabled:
+        app.add_middleware(
+            AuthenticationMiddleware,
+            keyring=keyring,
+            throttle=FailedKeyThrottle(settings.auth_failures_per_minute),
+        )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -182,6 +197,7 @@ def create_app(
             expose_headers=[REQUEST_ID_HEADER, "Location", "Retry-After"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes(settings))
+    app.add_middleware(SecurityHeadersMiddleware)
     # Added last, so it is outermost: it sees every response, CORS preflights included.
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics)
     return app

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from service.crud import ReviewStatus
 
@@ -33,7 +33,20 @@ def _storable(value: str) -> str:
 def _note_text(value: str) -> str:
     if not value.strip():
         raise ValueError("text is empty or only white space: send the note's text")
+    # Zero-width characters, digits or symbols alone are not a note, yet the model would still
+    # score them (and confidently): refuse them here. Letters of any script count.
+    if not any(character.isalpha() for character in value):
+        raise ValueError(
+            "text has no letters in any script (only digits, punctuation, symbols or invisible "
+            "characters): send the note's text"
+        )
     return _storable(value)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is empty or only white space: send a name, or leave the field out")
+    return value
 
 
 NoteText = Annotated[str, AfterValidator(_note_text)]
@@ -58,7 +71,8 @@ class NoteIn(BaseModel):
     )
     note_id: Identifier | None = Field(None, description="the EHR's id of the note")
     encounter_id: Identifier | None = Field(None, description="the EHR's id of the encounter")
-    top_k: int | None = Field(
+    # Strict: "5", true and 2.0 are refused rather than silently read as a number.
+    top_k: StrictInt | None = Field(
         None, ge=1, le=1000, description="codes to return, best first (default: a setting)"
     )
 
@@ -145,6 +159,11 @@ class PredictionOut(BaseModel):
     encounter_id: str | None
     model: ModelRef
     codes: list[CodeOut]
+    abstention: str | None = Field(
+        None,
+        description="why no code is above threshold although the model ranked codes (the note "
+        "holds too little text the model knows); null when the model did not abstain",
+    )
     elapsed_ms: float = Field(description="inference time for this call (the whole batch)")
 
 
@@ -155,7 +174,8 @@ class BatchOut(BaseModel):
 class FeedbackEventOut(BaseModel):
     id: int
     created_at: datetime
-    coder_id: str
+    coder: str = Field(description="the API key that recorded the decision: the audit identity")
+    coder_id: str = Field(description="the display name sent with the feedback (else the key's)")
     code: str
     decision: Decision
     comment: str | None
@@ -166,6 +186,7 @@ class CurrentDecision(BaseModel):
 
     code: str
     decision: Decision
+    coder: str = Field(description="the API key that recorded the decision")
     coder_id: str
     decided_at: datetime
 
@@ -251,7 +272,11 @@ class FeedbackIn(BaseModel):
         },
     )
 
-    coder_id: Identifier
+    coder_id: Annotated[Identifier, AfterValidator(_not_blank)] | None = Field(
+        None,
+        description="a display name for the coder; the audit trail records the calling key's "
+        "name as the coder whatever is sent here (default: that name)",
+    )
     decisions: list[DecisionIn] = Field(
         default_factory=list,
         max_length=500,

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from model.prediction import CodePrediction
 from service import crud
-from service.db.models import FeedbackEvent, PredictedCode, Prediction
+from service.db.models import FeedbackEvent, PredictedCode, Prediction, to_utc
 from service.schemas import (
     CodeOut,
     CurrentDecision,
@@ -40,10 +40,9 @@ ERROR_DESCRIPTIONS = {
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
-    """Query times without a zone are read as UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    """Query times without a zone are read as UTC; ones beyond the calendar's edges in UTC are
+    clamped to them (a bound past every date still means "after everything")."""
+    return None if moment is None else to_utc(moment)
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -51,7 +50,10 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def fresh_prediction(
-    row: Prediction, ranked: Sequence[CodePrediction], elapsed_ms: float
+    row: Prediction,
+    ranked: Sequence[CodePrediction],
+    elapsed_ms: float,
+    abstention: str | None = None,
 ) -> PredictionOut:
     return PredictionOut(
         prediction_id=uuid.UUID(row.id),
@@ -75,6 +77,7 @@ def fresh_prediction(
             # The row's codes are these codes, in rank order; the row holds each threshold.
             for code, stored in zip(ranked, row.codes, strict=True)
         ],
+        abstention=abstention,
         elapsed_ms=elapsed_ms,
     )
 
@@ -104,6 +107,7 @@ def event_out(event: FeedbackEvent) -> FeedbackEventOut:
         {
             "id": event.id,
             "created_at": event.created_at,
+            "coder": event.client,
             "coder_id": event.coder_id,
             "code": event.code,
             "decision": event.decision,
@@ -125,6 +129,7 @@ def review_out(row: Prediction, events: Sequence[FeedbackEvent]) -> ReviewOut:
                 {
                     "code": code,
                     "decision": event.decision,
+                    "coder": event.client,
                     "coder_id": event.coder_id,
                     "decided_at": event.created_at,
                 }
@@ -144,6 +149,7 @@ def stored_prediction(row: Prediction) -> PredictionDetail:
         encounter_id=row.encounter_id,
         model=ModelRef(name=row.model_name, version=row.model_version),
         codes=[_stored_code(code, row.note_text) for code in row.codes],
+        abstention=None,
         elapsed_ms=row.elapsed_ms,
         note_text=row.note_text,
         note_sha256=row.note_sha256,

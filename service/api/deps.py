@@ -13,10 +13,17 @@ from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.api.middleware import PRINCIPAL_SCOPE_KEY
 from service.core.config import Role, Settings
 from service.core.logging import client_var
 from service.core.metrics import Metrics
-from service.core.security import DEVELOPMENT_PRINCIPAL, KeyRing, Principal
+from service.core.security import (
+    DEVELOPMENT_PRINCIPAL,
+    MISSING_KEY_MESSAGE,
+    UNKNOWN_KEY_MESSAGE,
+    KeyRing,
+    Principal,
+)
 from service.inference import InferenceService
 
 _api_key_header = APIKeyHeader(
@@ -73,14 +80,17 @@ async def get_principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
     settings: Settings = request.app.state.settings
+    checked: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
     if not settings.auth_enabled:
         principal = DEVELOPMENT_PRINCIPAL
+    elif checked is not None:  # AuthenticationMiddleware found it before the body was read
+        principal = checked
     else:
         presented = api_key or (bearer.credentials if bearer is not None else None)
         if not presented:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
-                detail="no API key: send it as `X-API-Key: <key>` or `Authorization: Bearer <key>`",
+                detail=MISSING_KEY_MESSAGE,
                 headers={"WWW-Authenticate": "Bearer"},
             )
         keyring: KeyRing = request.app.state.keyring
@@ -88,7 +98,7 @@ async def get_principal(
         if found is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
-                detail="unknown API key: check the key, or ask an administrator for one",
+                detail=UNKNOWN_KEY_MESSAGE,
                 headers={"WWW-Authenticate": "Bearer"},
             )
         principal = found

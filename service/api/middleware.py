@@ -1,4 +1,5 @@
-"""Per-request context (request id in and out, latency metrics, access log) and a body size cap.
+"""Per-request context (request id in and out, latency metrics, access log), a body size cap,
+security headers, and authentication of /v1/ requests before their body is read.
 
 Pure ASGI middlewares (not BaseHTTPMiddleware), so context variables set by the routes are
 visible here and streamed responses pass through untouched. An unhandled error becomes a JSON
@@ -8,9 +9,11 @@ visible here and streamed responses pass through untouched. An unhandled error b
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import uuid
+from collections import deque
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -18,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.logging import client_var, get_logger, request_id_var
 from service.core.metrics import UNMEASURED_ROUTES, Metrics
+from service.core.security import MISSING_KEY_MESSAGE, UNKNOWN_KEY_MESSAGE, KeyRing
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accept a caller's id only if it is short and plain: it goes into every log line.
@@ -160,3 +164,164 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, counted_receive, send)
+
+
+# -- security headers ---------------------------------------------------------------------------
+
+# Responses under these prefixes can hold note text or highlights cut from it: no cache (browser,
+# proxy) may keep a copy.
+NO_STORE_PREFIXES = ("/v1/",)
+
+
+class SecurityHeadersMiddleware:
+    """`X-Content-Type-Options: nosniff` on every response; `Cache-Control: no-store` on /v1/."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        no_store = str(scope.get("path", "")).startswith(NO_STORE_PREFIXES)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Content-Type-Options"] = "nosniff"
+                if no_store:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+# -- authentication before the body -------------------------------------------------------------
+
+PRINCIPAL_SCOPE_KEY = "plant_icd.principal"
+AUTHENTICATED_PREFIX = "/v1/"
+THROTTLE_WINDOW_SECONDS = 60.0
+# Addresses remembered at once; beyond it the oldest are forgotten (memory stays bounded even
+# when failures come from many addresses).
+THROTTLE_MAX_ADDRESSES = 10_000
+
+
+class FailedKeyThrottle:
+    """Counts unknown keys per client address over a sliding minute."""
+
+    def __init__(self, per_minute: int, window: float = THROTTLE_WINDOW_SECONDS) -> None:
+        self.per_minute = per_minute
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, address: str, now: float) -> deque[float] | None:
+        failures = self._failures.get(address)
+        if failures is None:
+            return None
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        if not failures:
+            del self._failures[address]
+            return None
+        return failures
+
+    def retry_after(self, address: str, now: float | None = None) -> int | None:
+        """Seconds until `address` may present a key again, or None when it may now."""
+        now = time.monotonic() if now is None else now
+        failures = self._recent(address, now)
+        if failures is None or len(failures) < self.per_minute:
+            return None
+        return max(1, math.ceil(failures[0] + self.window - now))
+
+    def record(self, address: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        failures = self._recent(address, now)
+        if failures is None:
+            if len(self._failures) >= THROTTLE_MAX_ADDRESSES:
+                del self._failures[next(iter(self._failures))]
+            failures = self._failures[address] = deque()
+        failures.append(now)
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The key from `X-API-Key`, else from `Authorization: Bearer`."""
+    api_key = bearer = None
+    for name, value in scope.get("headers", []):
+        if name == b"x-api-key":
+            api_key = value.decode("latin-1")
+        elif name == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                bearer = credentials.strip()
+    return api_key or bearer
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, object], headers: dict[str, str]
+) -> None:
+    payload = json.dumps(body).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class AuthenticationMiddleware:
+    """Checks the API key of every /v1/ request before anything reads its body.
+
+    FastAPI parses the body before it runs dependencies, so a check in a dependency alone would
+    let a caller without a key make the service read and parse up to the body limit. The found
+    principal is put in the scope for `get_principal`; roles stay with the routes. Unknown keys
+    count against the caller's address: past `per_minute` in a minute, 429 with Retry-After.
+    """
+
+    def __init__(self, app: ASGIApp, keyring: KeyRing, throttle: FailedKeyThrottle) -> None:
+        self.app = app
+        self.keyring = keyring
+        self.throttle = throttle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(
+            AUTHENTICATED_PREFIX
+        ):
+            await self.app(scope, receive, send)
+            return
+        key = presented_key(scope)
+        if not key:
+            await self._unauthorized(send, MISSING_KEY_MESSAGE)
+            return
+        client = scope.get("client")
+        address = str(client[0]) if client else "unknown"
+        retry_after = self.throttle.retry_after(address)
+        if retry_after is not None:
+            log.warning("failed API keys throttled", extra={"address": address})
+            await _send_json(
+                send,
+                429,
+                {
+                    "detail": f"too many unknown API keys from this address: wait {retry_after} "
+                    "s, then retry with a valid key",
+                    "request_id": request_id_var.get(),
+                },
+                {"Retry-After": str(retry_after)},
+            )
+            return
+        principal = self.keyring.authenticate(key)
+        if principal is None:
+            self.throttle.record(address)
+            await self._unauthorized(send, UNKNOWN_KEY_MESSAGE)
+            return
+        scope[PRINCIPAL_SCOPE_KEY] = principal
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _unauthorized(send: Send, detail: str) -> None:
+        await _send_json(
+            send,
+            401,
+            {"detail": detail, "request_id": request_id_var.get()},
+            {"WWW-Authenticate": "Bearer"},
+        )

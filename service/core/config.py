@@ -7,6 +7,7 @@ Outside development, insecure defaults (no API keys, a CORS wildcard) are refuse
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -48,6 +49,31 @@ def read_api_keys_file(path: Path) -> list[ApiKey]:
         except ValidationError as error:
             raise ValueError(f"API keys file {path} entry {index} is invalid: {error}") from None
     return keys
+
+
+# scheme://host[:port], nothing after: what a browser sends as Origin.
+_ORIGIN = re.compile(r"^(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def origin_problem(origin: str, *, production: bool) -> str | None:
+    """Why `origin` may not be an allowed CORS origin, or None when it may.
+
+    Browsers send `Origin: null` from sandboxed frames and files, and a pattern such as
+    `http://*` would admit every site: neither identifies a deployment, so both are refused.
+    """
+    if origin == "*":
+        return None if not production else "contains '*', which admits every site: list the origins"
+    match = _ORIGIN.match(origin)
+    if match is None:
+        return (
+            f"{origin!r} is not an origin: write scheme://host[:port] (http or https, no path, "
+            "no wildcard, not 'null'), e.g. https://coding.example.org"
+        )
+    scheme, host = match.group(1), match.group(2).lower()
+    if production and scheme != "https" and host not in _LOOPBACK_HOSTS:
+        return f"{origin!r} is plain http: production allows only https origins (or loopback)"
+    return None
 
 
 def normalize_database_url(url: str) -> str:
@@ -108,6 +134,18 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: int = Field(
         default=5, ge=1, description="give up connecting to the database after this long"
     )
+    min_note_tokens: int = Field(
+        default=3,
+        ge=0,
+        description="fewest tokens with letters the model knows for a note to get codes above "
+        "threshold; below it the response abstains and says why (0: never abstain)",
+    )
+    auth_failures_per_minute: int = Field(
+        default=20,
+        ge=1,
+        description="unknown API keys accepted per client address per minute; then 429 with "
+        "Retry-After until the minute has passed",
+    )
     retry_after_seconds: int = Field(
         default=5,
         ge=1,
@@ -123,6 +161,15 @@ class Settings(BaseSettings):
     @classmethod
     def _database_driver(cls, value: str) -> str:
         return normalize_database_url(value)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _well_formed_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            problem = origin_problem(origin, production=False)
+            if problem is not None:
+                raise ValueError(problem)
+        return origins
 
     @model_validator(mode="after")
     def _keys_and_environment(self) -> Settings:
@@ -142,8 +189,10 @@ class Settings(BaseSettings):
                     "no API keys are configured (set PLANT_ICD_API_KEYS_FILE; create keys with "
                     "`plant-icd keys create`)"
                 )
-            if "*" in self.cors_origins:
-                problems.append("PLANT_ICD_CORS_ORIGINS contains '*': list the allowed origins")
+            for origin in self.cors_origins:
+                problem = origin_problem(origin, production=True)
+                if problem is not None:
+                    problems.append(f"PLANT_ICD_CORS_ORIGINS: {problem}")
             if problems:
                 raise ValueError(
                     f"refusing insecure settings for environment={self.environment!r}: "

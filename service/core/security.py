@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from service.core.config import ApiKey, Role
 
 KEY_PREFIX = "picd_"
+MISSING_KEY_MESSAGE = "no API key: send it as `X-API-Key: <key>` or `Authorization: Bearer <key>`"
+UNKNOWN_KEY_MESSAGE = "unknown API key: check the key, or ask an administrator for one"
 
 
 @dataclass(frozen=True)

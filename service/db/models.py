@@ -37,6 +37,24 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def to_utc(moment: datetime) -> datetime:
+    """`moment` in UTC (naive read as UTC), clamped to the representable range.
+
+    9999-12-31T23:59:59-14:00 is a valid date whose UTC form lies beyond year 9999, which Python
+    cannot hold: as a bound it means "after everything", so it becomes the latest instant.
+    """
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return LATEST if moment.year > 1 else EARLIEST
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime on every backend.
 
@@ -50,9 +68,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
+        value = to_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:

@@ -153,7 +153,8 @@ def create_feedback(
             session,
             prediction=prediction,
             decisions=decisions,
-            coder_id=feedback.coder_id,
+            # The key is the audit identity; the display name defaults to it.
+            coder_id=feedback.coder_id or caller.name,
             comment=feedback.comment,
             client=caller.name,
         )

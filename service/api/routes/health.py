@@ -18,6 +18,8 @@ from service.schemas import HealthOut, ReadyOut
 router = APIRouter(tags=["health"])
 
 
+# HEAD as well (load balancers and uptime checkers probe with it); one operation in the schema.
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz", summary="Liveness")
 async def healthz() -> HealthOut:
     return HealthOut(status="ok")
@@ -32,6 +34,7 @@ def _ping(engine: Engine) -> str:
     return "ok"
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get(
     "/readyz",
     summary="Readiness",

@@ -110,8 +110,8 @@ async def _predict_and_record(
         raise
     metrics.predictions.inc(len(rows))
     return [
-        fresh_prediction(row, codes, result.elapsed_ms)
-        for row, codes in zip(rows, ranked, strict=True)
+        fresh_prediction(row, codes, result.elapsed_ms, abstention)
+        for row, codes, abstention in zip(rows, ranked, result.abstentions, strict=True)
     ]
 
 

@@ -28,7 +28,17 @@ from service.api.middleware import (
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
-from service.api.routes import codes, feedback, health, me, metrics, model, predictions, review
+from service.api.routes import (
+    codes,
+    docs,
+    feedback,
+    health,
+    me,
+    metrics,
+    model,
+    predictions,
+    review,
+)
 from service.core.config import Settings
 from service.core.logging import configure_logging, get_logger
 from service.core.metrics import Metrics
@@ -159,6 +169,9 @@ def create_app(
             "recorded before it is returned; if the database is down the answer is 503."
         ),
         lifespan=_lifespan(predictor_factory or load_predictor),
+        # Served by service.api.routes.docs from vendored assets, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = app_metrics
@@ -174,6 +187,7 @@ def create_app(
         me.router,
         health.router,
         review.router,
+        docs.router,
     ):
         app.include_router(router)
     if settings.metrics_enabled:

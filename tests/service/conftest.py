@@ -16,6 +16,7 @@ import pytest
 from service.core.config import Settings
 from service.db import admin
 from tests.model.bundle_factory import build_tiny_bundle
+from tests.service.browser_testing import CHROMIUM, CHROMIUM_ARGS, browser_missing_reason
 from tests.service.service_testing import (
     API_KEYS,
     Service,
@@ -45,6 +46,20 @@ def review_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tmp_path_factory.mktemp("service") / "review-bundle",
         per_code_thresholds=REVIEW_THRESHOLDS,
     )
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium under Playwright; the test is skipped, with the reason, without it."""
+    reason = browser_missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture(scope="session")

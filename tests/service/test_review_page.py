@@ -19,13 +19,10 @@ import pytest
 from service.api.routes.review import STATIC_DIR
 from service.core.config import Settings
 from tests.service.browser_testing import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     CONTRAST_JS,
     LAPTOP_VIEWPORT,
     LiveService,
     PageProblems,
-    browser_missing_reason,
     live_service,
     merged_runs,
     save_artifact,
@@ -43,19 +40,6 @@ XSS_NOTE_ID = '<img src=x onerror="window.__pwned=2">'
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    reason = browser_missing_reason()
-    if reason is not None:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

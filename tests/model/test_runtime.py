@@ -17,7 +17,6 @@ import pytest
 from onnx import numpy_helper
 
 from model.bundle import BundleError, load_bundle, write_bundle
-from model.highlights import extract_highlights
 from model.runtime import OnnxPredictor, sigmoid
 from tests.model.bundle_factory import DEFAULT_CODES, build_tiny_bundle, graph_parameters
 
@@ -225,62 +224,6 @@ def test_broken_bundles_fail_at_load(tmp_path: Path, bundle_dir: Path) -> None:
     write_bundle(tmp_path / "garbage", raw, copy / "model.onnx", copy / "tokenizer.json")
     with pytest.raises(BundleError, match="cannot load"):
         OnnxPredictor(tmp_path / "garbage")
-
-
-# -- highlight rules (hand-made attention) -----------------------------------------------------
-
-
-def _word_offsets(text: str) -> np.ndarray:
-    """One token per white-space separated word or punctuation mark, as (T, 2)."""
-    offsets, position = [], 0
-    for piece in text.replace(",", " , ").split():
-        start = text.index(piece, position)
-        offsets.append((start, start + len(piece)))
-        position = start + len(piece)
-    return np.array(offsets, dtype=np.int64)
-
-
-def test_highlights_merge_neighbouring_tokens_and_sum_weights() -> None:
-    text = "chest pain and high fever today"
-    weights = np.array([0.05, 0.30, 0.02, 0.25, 0.35, 0.03])
-    highlights = extract_highlights(weights, _word_offsets(text), text)
-    # Kept: weight >= 0.1 x 0.35; "and" (0.02) and "today" (0.03) fall below and split the rest.
-    assert [(h.text, round(h.weight, 6)) for h in highlights] == [
-        ("high fever", 0.60),
-        ("chest pain", 0.35),
-    ]
-    assert highlights[0].start == 15 and highlights[0].end == 25
-    top_one = extract_highlights(weights, _word_offsets(text), text, max_tokens=1)
-    assert [(h.text, h.weight) for h in top_one] == [("fever", 0.35)]
-
-
-def test_highlights_do_not_bridge_an_unselected_comma() -> None:
-    text = "fever, cough"
-    highlights = extract_highlights(np.array([0.5, 0.0, 0.5]), _word_offsets(text), text)
-    assert [(h.text, h.start) for h in highlights] == [("fever", 0), ("cough", 7)]
-
-
-def test_highlights_widen_subword_pieces_to_the_word() -> None:
-    text = "acute gastritis"
-    offsets = np.array([[0, 5], [6, 11], [11, 15]])  # "acute", "gastr", "itis"
-    weights = np.array([0.0, 0.0, 0.9])
-    assert [(h.text, h.weight) for h in extract_highlights(weights, offsets, text)] == [
-        ("gastritis", 0.9)
-    ]
-    narrow = extract_highlights(weights, offsets, text, expand_to_words=False)
-    assert [(h.start, h.end, h.text) for h in narrow] == [(11, 15, "itis")]
-
-
-def test_highlights_ignore_unusable_weights() -> None:
-    text = "fever cough"
-    offsets = _word_offsets(text)
-    assert extract_highlights(np.array([0.0, 0.0]), offsets, text) == []
-    assert extract_highlights(np.array([np.nan, -1.0]), offsets, text) == []
-    assert extract_highlights(np.zeros(0), np.zeros((0, 2)), "") == []
-    with pytest.raises(ValueError, match="2 attention weights for 1 token offsets"):
-        extract_highlights(np.array([0.5, 0.5]), offsets[:1], text)
-    with pytest.raises(ValueError, match="outside the text"):
-        extract_highlights(np.array([1.0, 1.0]), offsets, "fever")
 
 
 # -- no torch ----------------------------------------------------------------------------------

@@ -218,8 +218,20 @@ def evaluate(
     lang: Annotated[str | None, typer.Option(help="Default: the model's")] = None,
     codes: Annotated[str | None, typer.Option(help="Default: the model's")] = None,
     out: Annotated[Path | None, typer.Option(help="Where to write predictions")] = None,
+    evidence: Annotated[
+        bool,
+        typer.Option(
+            "--evidence",
+            help="Also score evidence spans against the CodiEsp X files (needs --lang es) and "
+            "write them as CodiEsp-X TSV",
+        ),
+    ] = False,
 ) -> None:
-    """Metric table on a split, and ranked predictions as JSONL and CodiEsp TSV."""
+    """Metric table on a split, and ranked predictions as JSONL and CodiEsp TSV.
+
+    With --evidence: the codes above threshold with their evidence spans as CodiEsp-X TSV, X
+    precision/recall/F1 per label and combined, and evidence hit@1 for correctly predicted codes.
+    """
     from training.evaluate import (
         evaluate_predictor,
         json_safe,
@@ -238,6 +250,11 @@ def evaluate(
         trained_on.get("icd_version", 10),
         Path(trained_on["split_file"]) if trained_on.get("split_file") else None,
     )
+    if evidence and (spec.name != "codiesp" or spec.lang != "es"):
+        raise UserError(
+            "--evidence scores spans against the CodiEsp X files, whose offsets point into the "
+            "Spanish text: evaluate with --corpus codiesp --lang es"
+        )
     documents = spec.load(split)
     predictor = load_predictor(model)
     started = time.perf_counter()
@@ -258,6 +275,43 @@ def evaluate(
     stdout.print(bucket_table("by training frequency", evaluation.report.bucket_rows()))
     console.print(
         f"{len(documents)} notes in {seconds:.1f} s; predictions: {jsonl_path}, {tsv_path}"
+    )
+    if evidence:
+        _evaluate_evidence(predictor, documents, spec, split, out_dir)
+
+
+def _evaluate_evidence(
+    predictor: Any, documents: list[Any], spec: Any, split: str, out_dir: Path
+) -> None:
+    """CodiEsp-X: write the evidence of the codes above threshold, score it, print the table."""
+    from training.corpora.codiesp import read_codiesp_references
+    from training.evidence import (
+        evidence_report,
+        hit_at_one,
+        predicted_evidence,
+        write_x_tsv,
+        x_scores,
+    )
+
+    predictions = predictor.predict([document.text for document in documents])
+    label = spec.codes if spec.codes in ("D", "P") else None
+    predicted = predicted_evidence([document.id for document in documents], predictions, label)
+    references = read_codiesp_references(Path(spec.path), split, codes=spec.codes)
+    report = evidence_report(x_scores(predicted, references), hit_at_one(predicted, references))
+    x_path = out_dir / "predictions_x.tsv"
+    rows = write_x_tsv(predicted, x_path)
+    (out_dir / "evidence.json").write_text(json.dumps(report, indent=2))
+    stdout.print(
+        bucket_table(
+            f"CodiEsp-X evidence on {split} (span within 10 characters of the coders')",
+            [(name, values) for name, values in report.items()],
+            first_column="label",
+        )
+    )
+    without = sum(1 for item in predicted if not item.spans)
+    console.print(
+        f"{len(predicted)} codes above threshold, {without} without an evidence span; "
+        f"{rows} spans written to {x_path}"
     )
 
 

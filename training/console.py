@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -68,10 +68,14 @@ def format_value(value: object) -> str:
     return str(value)
 
 
-def bucket_table(title: str, rows: Sequence[tuple[str, dict[str, float]]]) -> Table:
-    """One row per training-frequency bucket, one column per metric."""
+def bucket_table(
+    title: str,
+    rows: Sequence[tuple[str, Mapping[str, float]]],
+    first_column: str = "train frequency",
+) -> Table:
+    """One row per group (by default a training-frequency bucket), one column per metric."""
     table = Table(title=title, show_header=True, header_style="bold")
-    table.add_column("train frequency")
+    table.add_column(first_column)
     names = list(rows[0][1]) if rows else []
     for name in names:
         table.add_column(name.replace("_", " "), justify="right")

@@ -9,11 +9,12 @@ runs on current pandas, so this is the rule, re-implemented and tested on hand-m
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from model.codes import CodeSystem, normalize
+from model.prediction import CodePrediction
 from training.corpora.base import EvidenceReference
 from training.corpora.errors import CorpusFormatError
 
@@ -265,3 +266,53 @@ def label_for_system(code_system: str) -> str:
         f"CodiEsp-X evidence is scored for ICD-10-CM (D) or ICD-10-PCS (P) models, not "
         f"{code_system!r}"
     )
+
+
+def label_of_code(code: str) -> str:
+    """ "D" or "P" for a normalised CodiEsp code: ICD-10-CM codes longer than three characters
+    carry a dot (`R50.9`), ICD-10-PCS codes never do and have at least four (`BT41ZZZ`, `BT02`)."""
+    return "D" if "." in code or len(code) <= 3 else "P"
+
+
+def predicted_evidence(
+    note_ids: Sequence[str],
+    predictions: Sequence[Sequence[CodePrediction]],
+    label: str | None = None,
+) -> list[CodeEvidence]:
+    """The codes above threshold, per note in rank order, with their highlights best first.
+
+    `label` is "D" or "P" when the model codes one system; None reads it from each code.
+    """
+    evidence: list[CodeEvidence] = []
+    for note_id, ranked in zip(note_ids, predictions, strict=True):
+        for prediction in ranked:
+            if prediction.above_threshold:
+                evidence.append(
+                    CodeEvidence(
+                        note_id=note_id,
+                        label=label or label_of_code(prediction.code),
+                        code=prediction.code,
+                        spans=tuple((h.start, h.end) for h in prediction.highlights),
+                    )
+                )
+    return evidence
+
+
+def evidence_report(
+    scores: Mapping[str, XScore], hits: Mapping[str, HitAtOne]
+) -> dict[str, dict[str, float | int]]:
+    """Scores and hit@1 per label as plain JSON-ready numbers."""
+    return {
+        label: {
+            "precision": scores[label].precision,
+            "recall": scores[label].recall,
+            "f1": scores[label].f1,
+            "predicted": scores[label].predicted,
+            "gold": scores[label].gold,
+            "found": scores[label].found,
+            "correct_codes": hits[label].correct_codes,
+            "hit_at_1_rule": hits[label].rule_rate,
+            "hit_at_1_overlap": hits[label].overlap_rate,
+        }
+        for label in ("D", "P", COMBINED)
+    }

@@ -75,3 +75,69 @@ def test_evaluate_without_model_dir_says_what_to_do(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", "--model", str(tmp_path)])
     assert result.exit_code == 1
     assert "bundle.json" in result.output
+
+
+def write_spanish_split(root: Path) -> None:
+    """A two-note Spanish CodiEsp dev split with X evidence, for the tiny keyword bundle."""
+    notes = {"S1": "Fiebre.", "S2": "Tos."}
+    references = [
+        ("S1", "DIAGNOSTICO", "r50.9", "Fiebre", "0 6"),
+        ("S2", "DIAGNOSTICO", "r05", "Tos", "0 3"),
+        ("S2", "DIAGNOSTICO", "j18.9", "Tos", "0 3"),  # a gold code the model will miss
+    ]
+    (root / "dev" / "text_files").mkdir(parents=True)
+    for note_id, text in notes.items():
+        (root / "dev" / "text_files" / f"{note_id}.txt").write_text(text, encoding="utf-8")
+    (root / "dev" / "devD.tsv").write_text(
+        "".join(f"{row[0]}\t{row[2]}\n" for row in references), encoding="utf-8"
+    )
+    (root / "dev" / "devX.tsv").write_text(
+        "".join("\t".join(row) + "\n" for row in references), encoding="utf-8"
+    )
+
+
+def test_evaluate_evidence_writes_x_tsv_and_scores_it(tmp_path: Path) -> None:
+    from tests.model.bundle_factory import build_tiny_bundle
+
+    bundle = build_tiny_bundle(tmp_path / "bundle")
+    corpus = tmp_path / "codiesp"
+    write_spanish_split(corpus)
+    out_dir = tmp_path / "eval"
+    options = ["--corpus", "codiesp", "--path", str(corpus), "--lang", "es", "--codes", "D"]
+
+    result = runner.invoke(
+        app,
+        ["evaluate", "--model", str(bundle), *options, "--out", str(out_dir), "--evidence"],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "CodiEsp-X evidence" in result.output
+    assert (out_dir / "predictions_x.tsv").read_text(encoding="utf-8").splitlines() == [
+        "S1\t0 6\tDIAGNOSTICO\tr50.9",
+        "S2\t0 3\tDIAGNOSTICO\tr05",
+    ]
+    report = json.loads((out_dir / "evidence.json").read_text(encoding="utf-8"))
+    assert report["D"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(0.8),
+        "predicted": 2,
+        "gold": 3,
+        "found": 2,
+        "correct_codes": 2,
+        "hit_at_1_rule": 1.0,
+        "hit_at_1_overlap": 1.0,
+    }
+    assert report["P"]["gold"] == 0 and report["DP"]["found"] == 2
+
+
+def test_evaluate_evidence_needs_the_spanish_text(tmp_path: Path) -> None:
+    from tests.model.bundle_factory import build_tiny_bundle
+
+    bundle = build_tiny_bundle(tmp_path / "bundle")
+    corpus = tmp_path / "codiesp"
+    write_spanish_split(corpus)
+    options = ["--corpus", "codiesp", "--path", str(corpus), "--lang", "en", "--codes", "D"]
+    result = runner.invoke(app, ["evaluate", "--model", str(bundle), *options, "--evidence"])
+    assert result.exit_code == 1
+    assert "--lang es" in " ".join(result.output.split())

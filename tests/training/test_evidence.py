@@ -6,14 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from model.prediction import CodePrediction, Highlight
 from training.corpora.base import EvidenceReference
 from training.corpora.errors import CorpusFormatError
 from training.evidence import (
     CodeEvidence,
     hit_at_one,
     label_for_system,
+    label_of_code,
     meets_x_rule,
     overlaps,
+    predicted_evidence,
     read_x_tsv,
     write_x_tsv,
     x_scores,
@@ -204,3 +207,31 @@ def test_gold_spans_score_perfectly_on_the_real_corpus(real_codiesp: Path) -> No
     scores = x_scores(predictions, references)
     assert scores["DP"].f1 == pytest.approx(1.0)
     assert scores["D"].gold + scores["P"].gold == scores["DP"].gold
+
+
+def test_label_of_a_codiesp_code() -> None:
+    assert [label_of_code(code) for code in ("R50.9", "I10", "BT41ZZZ", "BT02")] == [
+        "D",
+        "D",
+        "P",
+        "P",
+    ]
+
+
+def test_predicted_evidence_keeps_codes_above_threshold_with_their_highlights() -> None:
+    def prediction(code: str, above: bool, *spans: tuple[int, int]) -> CodePrediction:
+        highlights = tuple(Highlight(start, end, "x" * (end - start), 0.5) for start, end in spans)
+        return CodePrediction(code, "", 0.9 if above else 0.1, 1, above, highlights)
+
+    ranked = [
+        [prediction("R50.9", True, (10, 16), (0, 4)), prediction("I10", False, (0, 4))],
+        [prediction("BT41ZZZ", True), prediction("R05", True, (3, 5))],
+    ]
+
+    assert predicted_evidence(["A", "B"], ranked) == [
+        CodeEvidence("A", "D", "R50.9", ((10, 16), (0, 4))),
+        CodeEvidence("B", "P", "BT41ZZZ", ()),
+        CodeEvidence("B", "D", "R05", ((3, 5),)),
+    ]
+    # A one-system model names its label; codes are not guessed then.
+    assert {item.label for item in predicted_evidence(["A", "B"], ranked, "D")} == {"D"}

@@ -280,6 +280,20 @@ def evaluate(
         _evaluate_evidence(predictor, documents, spec, split, out_dir)
 
 
+# Printed column -> evidence.json key; short, so the table fits an 80-column terminal.
+_EVIDENCE_COLUMNS = (
+    ("P", "precision"),
+    ("R", "recall"),
+    ("F1", "f1"),
+    ("pred", "predicted"),
+    ("gold", "gold"),
+    ("found", "found"),
+    ("correct", "correct_codes"),
+    ("hit@1", "hit_at_1_rule"),
+    ("overlap@1", "hit_at_1_overlap"),
+)
+
+
 def _evaluate_evidence(
     predictor: Any, documents: list[Any], spec: Any, split: str, out_dir: Path
 ) -> None:
@@ -304,7 +318,10 @@ def _evaluate_evidence(
     stdout.print(
         bucket_table(
             f"CodiEsp-X evidence on {split} (span within 10 characters of the coders')",
-            [(name, values) for name, values in report.items()],
+            [
+                (name, {short: values[key] for short, key in _EVIDENCE_COLUMNS})
+                for name, values in report.items()
+            ],
             first_column="label",
         )
     )

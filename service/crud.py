@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, exists, func, or_, select
+from sqlalchemy import Select, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from model.prediction import CodePrediction
@@ -33,6 +33,14 @@ def note_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class IdempotentRequest:
+    """The client's Idempotency-Key and the sha256 of the request it came with."""
+
+    key: str
+    request_sha256: str
+
+
 def record_predictions(
     session: Session,
     *,
@@ -44,14 +52,21 @@ def record_predictions(
     client: str,
     store_note_text: bool,
     thresholds: Mapping[str, float | None] | None = None,
+    abstentions: Sequence[str | None] | None = None,
+    idempotency: IdempotentRequest | None = None,
 ) -> list[Prediction]:
     """Insert one prediction per note with its ranked codes, in one transaction, and commit.
 
-    `thresholds` maps a code to its decision threshold, recorded with each ranked code."""
+    `thresholds` maps a code to its decision threshold, recorded with each ranked code. With
+    `idempotency`, a second request with the same key by the same client fails the commit
+    (IntegrityError), so a retry can never add a second set of rows."""
     thresholds = thresholds or {}
+    abstentions = abstentions if abstentions is not None else [None] * len(notes)
     created_at = utc_now()
     rows = []
-    for note, ranked in zip(notes, predictions, strict=True):
+    for position, (note, ranked, abstention) in enumerate(
+        zip(notes, predictions, abstentions, strict=True)
+    ):
         row = Prediction(
             id=new_id(),
             created_at=created_at,
@@ -65,6 +80,10 @@ def record_predictions(
             top_k=note.top_k,
             elapsed_ms=elapsed_ms,
             client=client,
+            abstention=abstention,
+            idempotency_key=None if idempotency is None else idempotency.key,
+            request_sha256=None if idempotency is None else idempotency.request_sha256,
+            request_position=None if idempotency is None else position,
         )
         row.codes = [
             PredictedCode(
@@ -89,6 +108,42 @@ def record_predictions(
         session.rollback()
         raise
     return rows
+
+
+def find_idempotent(
+    session: Session, *, client: str, key: str, not_before: datetime
+) -> list[Prediction]:
+    """The predictions `client` made with Idempotency-Key `key`, in request order, codes loaded.
+
+    Keys older than `not_before` have expired: they are released (set to NULL, committed) and
+    the result is empty, so the key starts a new request, as in Stripe's 24-hour window.
+    """
+    statement = (
+        select(Prediction)
+        .where(Prediction.client == client, Prediction.idempotency_key == key)
+        .options(selectinload(Prediction.codes))
+        .order_by(Prediction.request_position)
+    )
+    rows = list(session.scalars(statement))
+    if rows and rows[0].created_at < not_before:
+        session.execute(
+            update(Prediction)
+            .where(Prediction.client == client, Prediction.idempotency_key == key)
+            .values(idempotency_key=None)
+        )
+        session.commit()
+        return []
+    return rows
+
+
+def mark_delivered(session: Session, *, prediction_ids: Sequence[str]) -> None:
+    """Record that these predictions' response went to a client that was still connected."""
+    session.execute(
+        update(Prediction)
+        .where(Prediction.id.in_(list(prediction_ids)), Prediction.delivered_at.is_(None))
+        .values(delivered_at=utc_now())
+    )
+    session.commit()
 
 
 def get_prediction(session: Session, *, prediction_id: str) -> Prediction | None:

@@ -102,6 +102,21 @@ def _stored_code(row: PredictedCode, note_text: str | None) -> CodeOut:
     )
 
 
+def replayed_prediction(row: Prediction, text: str) -> PredictionOut:
+    """A recorded prediction as it was first returned; highlight text is cut from `text`, the
+    note as sent again (identical, or the replay would have been refused)."""
+    return PredictionOut(
+        prediction_id=uuid.UUID(row.id),
+        created_at=row.created_at,
+        note_id=row.note_id,
+        encounter_id=row.encounter_id,
+        model=ModelRef(name=row.model_name, version=row.model_version),
+        codes=[_stored_code(code, text) for code in row.codes],
+        abstention=row.abstention,
+        elapsed_ms=row.elapsed_ms,
+    )
+
+
 def event_out(event: FeedbackEvent) -> FeedbackEventOut:
     return FeedbackEventOut.model_validate(
         {
@@ -149,7 +164,7 @@ def stored_prediction(row: Prediction) -> PredictionDetail:
         encounter_id=row.encounter_id,
         model=ModelRef(name=row.model_name, version=row.model_version),
         codes=[_stored_code(code, row.note_text) for code in row.codes],
-        abstention=None,
+        abstention=row.abstention,
         elapsed_ms=row.elapsed_ms,
         note_text=row.note_text,
         note_sha256=row.note_sha256,

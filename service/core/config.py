@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         description="fewest tokens with letters the model knows for a note to get codes above "
         "threshold; below it the response abstains and says why (0: never abstain)",
     )
+    idempotency_window_hours: int = Field(
+        default=24,
+        ge=1,
+        description="how long an Idempotency-Key is remembered: a retry within it returns the "
+        "original predictions; after it the same key starts a new request",
+    )
     auth_failures_per_minute: int = Field(
         default=20,
         ge=1,

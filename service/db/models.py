@@ -88,6 +88,15 @@ class Prediction(Base):
     __table_args__ = (
         Index("ix_predictions_created_at", "created_at"),
         Index("ix_predictions_note_id", "note_id"),
+        # A retried request (same key holder, same Idempotency-Key) finds its predictions here;
+        # NULL keys never collide.
+        Index(
+            "ux_predictions_idempotency",
+            "client",
+            "idempotency_key",
+            "request_position",
+            unique=True,
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -103,6 +112,16 @@ class Prediction(Base):
     top_k: Mapped[int] = mapped_column(Integer)
     elapsed_ms: Mapped[float] = mapped_column(Float)
     client: Mapped[str] = mapped_column(String(100))
+    # The client's Idempotency-Key, the sha256 of the request it came with, and this note's
+    # place in that request (0 for a single note).
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    request_position: Mapped[int | None] = mapped_column(Integer)
+    # Why no code is above threshold (too little text the model knows), else NULL.
+    abstention: Mapped[str | None] = mapped_column(Text)
+    # When the response was handed to a client still connected; NULL: not confirmed (the client
+    # had gone, or the database failed after the commit).
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     codes: Mapped[list[PredictedCode]] = relationship(
         back_populates="prediction", order_by="PredictedCode.rank", cascade="all, delete-orphan"

@@ -15,12 +15,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
-# The database is unreachable, went away mid-statement, is locked or the pool is exhausted: the
-# request can succeed later, so the client gets 503 with Retry-After (not 500).
+
+class DatabaseTimeoutError(Exception):
+    """A unit of database work did not finish in time (a hung database or network)."""
+
+
+# The database is unreachable, went away mid-statement, is locked, the pool is exhausted or the
+# work timed out: the request can succeed later, so the client gets 503 with Retry-After.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     exc.OperationalError,
     exc.InterfaceError,
     exc.TimeoutError,
+    DatabaseTimeoutError,
 )
 
 

@@ -3,19 +3,37 @@
 The audit log never misses a prediction: the codes are returned only after the prediction and its
 codes are committed. If the database is unavailable the client gets 503 with Retry-After and no
 codes (and `plant_icd_db_write_errors_total` grows); nothing is spooled, so there is never a
-prediction in a client's hands that the audit log lacks. Retrying is safe: each call is a new
-prediction.
+prediction in a client's hands that the audit log lacks.
+
+Retrying is safe with an `Idempotency-Key`: a retry of the same request by the same key holder
+returns the original predictions (header `Idempotent-Replayed: true`) rather than new ones, for
+`idempotency_window_hours` (24 h by default, as Stripe keeps its keys). Without a key each call is
+a new prediction. A prediction whose response could not be handed to a still-connected client
+keeps `delivered_at` NULL, so the audit log tells answered predictions from abandoned ones.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
-from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    status,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from service import crud
 from service.api.convert import (
@@ -23,6 +41,7 @@ from service.api.convert import (
     error_responses,
     fresh_prediction,
     prediction_summary,
+    replayed_prediction,
     stored_prediction,
 )
 from service.api.deps import (
@@ -31,12 +50,16 @@ from service.api.deps import (
     InferenceDep,
     MetricsDep,
     SessionDep,
+    SessionFactoryDep,
     SettingsDep,
 )
 from service.core.config import Settings
+from service.core.logging import get_logger
 from service.core.metrics import Metrics
 from service.core.security import Principal
+from service.db.models import Prediction, utc_now
 from service.db.session import UNAVAILABLE_ERRORS
+from service.db.work import run_db
 from service.inference import InferenceService
 from service.schemas import (
     BatchIn,
@@ -49,6 +72,7 @@ from service.schemas import (
 )
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
+log = get_logger("predictions")
 
 
 def _check_sizes(notes: list[NoteIn], settings: Settings) -> None:
@@ -68,16 +92,86 @@ def _check_sizes(notes: list[NoteIn], settings: Settings) -> None:
             )
 
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_HEADER,
+        pattern=r"^[\x21-\x7e]{1,200}$",
+        description="a key of your choice (e.g. a UUID), 1-200 printable ASCII characters, "
+        "unique per request: a retry with the same key and body returns the original "
+        "predictions (header Idempotent-Replayed: true) instead of making new ones; the same "
+        "key with another body is 422. Keys are kept for `idempotency_window_hours` (24 h).",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    predictions: list[PredictionOut]
+    replayed: bool
+
+
+def _request_sha256(route: str, notes: list[NoteIn]) -> str:
+    """The request's fingerprint: what a replay must match (route and every note field)."""
+    canonical = json.dumps(
+        {"route": route, "notes": [note.model_dump(mode="json") for note in notes]},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _replay(
+    rows: list[Prediction], notes: list[NoteIn], idempotency: crud.IdempotentRequest
+) -> _Outcome:
+    """The original response for a retried request, or 422 when the key came with another body."""
+    if rows[0].request_sha256 != idempotency.request_sha256 or len(rows) != len(notes):
+        raise HTTPException(
+            422,
+            detail=f"the {IDEMPOTENCY_HEADER} {idempotency.key!r} was already used with a "
+            "different request: send a new key for a new request (reuse a key only to retry "
+            "the identical request)",
+        )
+    # Highlight text is cut from the text as sent, which the fingerprint proves unchanged, so a
+    # replay is whole even when note text is not stored.
+    return _Outcome(
+        [replayed_prediction(row, note.text) for row, note in zip(rows, notes, strict=True)],
+        replayed=True,
+    )
+
+
 async def _predict_and_record(
     notes: list[NoteIn],
     *,
+    route: str,
+    idempotency_key: str | None,
     caller: Principal,
     inference: InferenceService,
     settings: Settings,
     metrics: Metrics,
-    session: Session,
-) -> list[PredictionOut]:
+    sessions: sessionmaker[Session],
+) -> _Outcome:
     _check_sizes(notes, settings)
+    idempotency = (
+        None
+        if idempotency_key is None
+        else crud.IdempotentRequest(idempotency_key, _request_sha256(route, notes))
+    )
+    if idempotency is not None:
+        not_before = utc_now() - timedelta(hours=settings.idempotency_window_hours)
+        earlier = await run_db(
+            sessions,
+            partial(
+                crud.find_idempotent,
+                client=caller.name,
+                key=idempotency.key,
+                not_before=not_before,
+            ),
+        )
+        if earlier:
+            return _replay(earlier, notes, idempotency)
     top_ks = [note.top_k or settings.default_top_k for note in notes]
     try:
         result = await inference.predict([note.text for note in notes], max(top_ks))
@@ -90,29 +184,78 @@ async def _predict_and_record(
         )
         for note, k in zip(notes, top_ks, strict=True)
     ]
+    record = partial(
+        crud.record_predictions,
+        notes=records,
+        predictions=ranked,
+        model_name=inference.predictor.name,
+        model_version=inference.predictor.version,
+        elapsed_ms=result.elapsed_ms,
+        client=caller.name,
+        store_note_text=settings.store_note_text,
+        thresholds={
+            code.code: inference.threshold(code.code) for codes in ranked for code in codes
+        },
+        abstentions=result.abstentions,
+        idempotency=idempotency,
+    )
     try:
-        rows = await run_in_threadpool(
-            crud.record_predictions,
-            session,
-            notes=records,
-            predictions=ranked,
-            model_name=inference.predictor.name,
-            model_version=inference.predictor.version,
-            elapsed_ms=result.elapsed_ms,
-            client=caller.name,
-            store_note_text=settings.store_note_text,
-            thresholds={
-                code.code: inference.threshold(code.code) for codes in ranked for code in codes
-            },
+        rows = await run_db(sessions, record)
+    except IntegrityError:
+        if idempotency is None:
+            raise
+        # The same key committed first in a concurrent request: answer as its replay.
+        winner = await run_db(
+            sessions,
+            partial(
+                crud.find_idempotent,
+                client=caller.name,
+                key=idempotency.key,
+                not_before=datetime.min.replace(tzinfo=UTC),
+            ),
         )
+        return _replay(winner, notes, idempotency)
     except UNAVAILABLE_ERRORS:
         metrics.db_write_errors.labels(operation="prediction").inc()
         raise
     metrics.predictions.inc(len(rows))
-    return [
-        fresh_prediction(row, codes, result.elapsed_ms, abstention)
-        for row, codes, abstention in zip(rows, ranked, result.abstentions, strict=True)
-    ]
+    return _Outcome(
+        [
+            fresh_prediction(row, codes, result.elapsed_ms, abstention)
+            for row, codes, abstention in zip(rows, ranked, result.abstentions, strict=True)
+        ],
+        replayed=False,
+    )
+
+
+async def _confirm_delivery(sessions: sessionmaker[Session], prediction_ids: list[str]) -> None:
+    """After the response went out: mark its predictions delivered (best effort: a failure
+    leaves them unconfirmed, which is what the mark is for)."""
+    try:
+        await run_db(sessions, partial(crud.mark_delivered, prediction_ids=prediction_ids))
+    except Exception as error:
+        log.warning(
+            "could not mark predictions delivered; they stay unconfirmed",
+            extra={"error": type(error).__name__, "predictions": len(prediction_ids)},
+        )
+
+
+async def _deliver(
+    outcome: _Outcome,
+    request: Request,
+    response: Response,
+    background: BackgroundTasks,
+    sessions: sessionmaker[Session],
+) -> None:
+    """Headers of a (possibly replayed) answer, and the delivery mark once it has gone out."""
+    if outcome.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    # A client that has gone gets nothing: its predictions stay unconfirmed (delivered_at NULL).
+    if await request.is_disconnected():
+        log.warning("the client left before its predictions were returned")
+        return
+    ids = [str(prediction.prediction_id) for prediction in outcome.predictions]
+    background.add_task(_confirm_delivery, sessions, ids)
 
 
 @router.post(
@@ -124,26 +267,33 @@ async def _predict_and_record(
 )
 async def create_prediction(
     note: NoteIn,
+    request: Request,
     response: Response,
+    background: BackgroundTasks,
     caller: EhrDep,
     inference: InferenceDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    session: SessionDep,
+    sessions: SessionFactoryDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> PredictionOut:
     """Ranked codes with scores, threshold decisions and evidence highlights for one note.
 
     Highlights are `[start, end)` offsets into `text` as sent. Answered only once recorded.
     """
-    (prediction,) = await _predict_and_record(
+    outcome = await _predict_and_record(
         [note],
+        route="single",
+        idempotency_key=idempotency_key,
         caller=caller,
         inference=inference,
         settings=settings,
         metrics=metrics,
-        session=session,
+        sessions=sessions,
     )
+    (prediction,) = outcome.predictions
     response.headers["Location"] = f"/v1/predictions/{prediction.prediction_id}"
+    await _deliver(outcome, request, response, background, sessions)
     return prediction
 
 
@@ -155,22 +305,29 @@ async def create_prediction(
 )
 async def create_predictions(
     batch: BatchIn,
+    request: Request,
+    response: Response,
+    background: BackgroundTasks,
     caller: EhrDep,
     inference: InferenceDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    session: SessionDep,
+    sessions: SessionFactoryDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> BatchOut:
     """One prediction per note, in the order sent; all are recorded in one transaction."""
-    predictions = await _predict_and_record(
+    outcome = await _predict_and_record(
         batch.notes,
+        route="batch",
+        idempotency_key=idempotency_key,
         caller=caller,
         inference=inference,
         settings=settings,
         metrics=metrics,
-        session=session,
+        sessions=sessions,
     )
-    return BatchOut(predictions=predictions)
+    await _deliver(outcome, request, response, background, sessions)
+    return BatchOut(predictions=outcome.predictions)
 
 
 @router.get(

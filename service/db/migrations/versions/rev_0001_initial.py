@@ -17,6 +17,11 @@ down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# What `downgrade` deletes: every table, so the whole audit log (plant-icd db downgrade asks for
+# --yes-delete-data naming them).
+DOWNGRADE_DROPS_TABLES: tuple[str, ...] = ("predictions", "predicted_codes", "feedback_events")
+DOWNGRADE_DROPS_COLUMNS: tuple[str, ...] = ()
+
 
 def upgrade() -> None:
     op.create_table(

@@ -29,7 +29,6 @@ demo: $(BIN)/.installed
 			--out $(DEMO_BUNDLE) $(if $(CODIESP),--path $(CODIESP)); \
 	fi
 	PLANT_ICD_DATABASE_URL=$(DEMO_DB) $(BIN)/plant-icd db upgrade
-	@echo "serving on http://$(HOST):$(PORT) (API docs at http://$(HOST):$(PORT)/docs)"
 	PLANT_ICD_DATABASE_URL=$(DEMO_DB) PLANT_ICD_BUNDLE_DIR=$(DEMO_BUNDLE) \
 		$(BIN)/plant-icd serve --host $(HOST) --port $(PORT)
 

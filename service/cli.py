@@ -16,8 +16,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
+from model.tables import FORMAT_HELP, OutputFormat, Table, print_tables
 from service.core.config import (
     ROLES,
     ApiKey,
@@ -114,8 +114,13 @@ def db_downgrade(
     console.print(f"{_shown(url)} is at revision [bold]{now or 'base (no tables)'}[/bold]")
 
 
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP)]
+
+
 @db_app.command("current")
-def db_current(database_url: DatabaseUrlOption = None) -> None:
+def db_current(
+    database_url: DatabaseUrlOption = None, output_format: FormatOption = OutputFormat.auto
+) -> None:
     """Print the database's revision and whether it is up to date; exit 1 if it is not."""
     from service.db import admin
 
@@ -125,14 +130,13 @@ def db_current(database_url: DatabaseUrlOption = None) -> None:
     except Exception as error:
         _fail(f"cannot read the revision of {_shown(url)}: {type(error).__name__}: {error}")
     heads = ",".join(sorted(admin.head_revisions()))
-    table = Table(title="audit database")
-    table.add_column("database")
-    table.add_column("revision")
-    table.add_column("needed")
-    table.add_column("state")
     up_to_date = now == heads
-    table.add_row(_shown(url), now or "none", heads, "up to date" if up_to_date else "behind")
-    Console().print(table)
+    table = Table.of(
+        "audit database",
+        ("database", "revision", "needed", "state"),
+        [(_shown(url), now or "none", heads, "up to date" if up_to_date else "behind")],
+    )
+    print_tables([table], output_format)
     if not up_to_date:
         console.print(f"run `{admin.UPGRADE_COMMAND}`")
         raise typer.Exit(1)
@@ -144,6 +148,7 @@ def db_purge(
         int, typer.Option("--older-than-days", min=0, help="purge text of notes older than this")
     ],
     database_url: DatabaseUrlOption = None,
+    output_format: FormatOption = OutputFormat.auto,
 ) -> None:
     """Delete the note text of predictions older than N days; hashes, codes and feedback stay."""
     from service.db import admin
@@ -158,11 +163,10 @@ def db_purge(
         _fail(f"purging {_shown(url)} failed: {type(error).__name__}: {error}")
     finally:
         engine.dispose()
-    table = Table(title="retention purge")
-    table.add_column("older than (days)", justify="right")
-    table.add_column("notes purged", justify="right")
-    table.add_row(str(older_than_days), str(purged))
-    Console().print(table)
+    table = Table.of(
+        "retention purge", ("older than (days)", "notes purged"), [(older_than_days, purged)]
+    )
+    print_tables([table], output_format)
 
 
 def _append_key(path: Path, entry: ApiKey) -> None:
@@ -239,7 +243,12 @@ def serve(
         _fail(str(error) if isinstance(error, RuntimeError) else f"database: {error}")
     finally:
         engine.dispose()
-    console.print(f"serving on http://{host}:{port} (API docs at /docs)")
+    # The one "serving on" line (make demo prints none of its own).
+    console.print(
+        f"serving on http://{host}:{port} (API docs at http://{host}:{port}/docs, review page at "
+        f"http://{host}:{port}/review)",
+        markup=False,
+    )
     uvicorn.run(
         create_app(settings),
         host=host,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,8 +18,16 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import numpy as np
 import typer
 
+from model.tables import FORMAT_HELP, OutputFormat, Table, print_tables, resolve
 from service import cli as service_cli
-from training.console import bucket_table, console, progress_bar, stdout, summary_table
+from training.console import (
+    bucket_table,
+    console,
+    progress_bar,
+    stdout,
+    summary_table,
+    training_progress,
+)
 
 app = typer.Typer(
     name="plant-icd",
@@ -69,6 +78,7 @@ LangOpt = Annotated[str, typer.Option(help="CodiEsp text: es (original) or en (t
 CodesOpt = Annotated[str, typer.Option(help="CodiEsp codes: D (ICD-10-CM), P (ICD-10-PCS), DP")]
 IcdVersionOpt = Annotated[int, typer.Option(help="MIMIC-IV: ICD version 9 or 10")]
 SplitFileOpt = Annotated[Path | None, typer.Option(help="MIMIC: split file of HADM_IDs")]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP)]
 
 
 def corpus_spec(
@@ -110,6 +120,7 @@ def data_stats(
     codes: CodesOpt = "D",
     icd_version: IcdVersionOpt = 10,
     split_file: SplitFileOpt = None,
+    output_format: FormatOpt = OutputFormat.auto,
 ) -> None:
     """Documents, words, distinct codes and codes by training-frequency bucket."""
     from training.datasets import code_counts
@@ -133,7 +144,7 @@ def data_stats(
         ("code occurrences", sum(counts.values())),
     ]
     rows += [(f"codes with train frequency {bucket}", n) for bucket, n in by_bucket.items()]
-    stdout.print(summary_table(f"{spec.name} {split}", rows))
+    print_tables([summary_table(f"{spec.name} {split}", rows)], output_format)
 
 
 def _thresholds_on_dev(predictor: Any, dev_documents: list[Any]) -> Any:
@@ -158,6 +169,7 @@ def baseline_train(
     dev_split: Annotated[str, typer.Option(help="Split for threshold tuning")] = "dev",
     c: Annotated[float, typer.Option(help="Inverse regularisation strength")] = 10.0,
     max_features: int = 50_000,
+    output_format: FormatOpt = OutputFormat.auto,
 ) -> None:
     """Fit TF-IDF + one-vs-rest logistic regression; tune thresholds on the dev split."""
     from training.baseline import BaselineConfig, TfidfBaseline
@@ -204,7 +216,10 @@ def baseline_train(
     model.metadata["dev_metrics"] = json_safe(evaluation.report.as_dict())
     model.metadata["training"] = {"seconds": round(time.perf_counter() - started, 1)}
     model.save(out)
-    stdout.print(summary_table(f"baseline on {spec.name} {dev_split}", evaluation.report.rows()))
+    print_tables(
+        [summary_table(f"baseline on {spec.name} {dev_split}", evaluation.report.rows())],
+        output_format,
+    )
     console.print(f"saved to {out}")
 
 
@@ -226,6 +241,7 @@ def evaluate(
             "write them as CodiEsp-X TSV",
         ),
     ] = False,
+    output_format: FormatOpt = OutputFormat.auto,
 ) -> None:
     """Metric table on a split, and ranked predictions as JSONL and CodiEsp TSV.
 
@@ -267,17 +283,17 @@ def evaluate(
     (out_dir / "metrics.json").write_text(
         json.dumps(json_safe(evaluation.report.as_dict()), indent=2)
     )
-    stdout.print(
-        summary_table(
-            f"{metadata.get('name', model.name)} on {spec.name} {split}", evaluation.report.rows()
-        )
-    )
-    stdout.print(bucket_table("by training frequency", evaluation.report.bucket_rows()))
     console.print(
         f"{len(documents)} notes in {seconds:.1f} s; predictions: {jsonl_path}, {tsv_path}"
     )
+    title = f"{metadata.get('name', model.name)} on {spec.name} {split}"
+    tables = [
+        summary_table(title, evaluation.report.rows()),
+        bucket_table("by training frequency", evaluation.report.bucket_rows()),
+    ]
     if evidence:
-        _evaluate_evidence(predictor, documents, spec, split, out_dir)
+        tables.append(_evaluate_evidence(predictor, documents, spec, split, out_dir))
+    print_tables(tables, output_format)
 
 
 # Printed column -> evidence.json key; short, so the table fits an 80-column terminal.
@@ -296,8 +312,8 @@ _EVIDENCE_COLUMNS = (
 
 def _evaluate_evidence(
     predictor: Any, documents: list[Any], spec: Any, split: str, out_dir: Path
-) -> None:
-    """CodiEsp-X: write the evidence of the codes above threshold, score it, print the table."""
+) -> Table:
+    """CodiEsp-X: write the evidence of the codes above threshold, score it; its table."""
     from training.corpora.codiesp import read_codiesp_references
     from training.evidence import (
         evidence_report,
@@ -315,20 +331,18 @@ def _evaluate_evidence(
     x_path = out_dir / "predictions_x.tsv"
     rows = write_x_tsv(predicted, x_path)
     (out_dir / "evidence.json").write_text(json.dumps(report, indent=2))
-    stdout.print(
-        bucket_table(
-            f"CodiEsp-X evidence on {split} (span within 10 characters of the coders')",
-            [
-                (name, {short: values[key] for short, key in _EVIDENCE_COLUMNS})
-                for name, values in report.items()
-            ],
-            first_column="label",
-        )
-    )
     without = sum(1 for item in predicted if not item.spans)
     console.print(
         f"{len(predicted)} codes above threshold, {without} without an evidence span; "
         f"{rows} spans written to {x_path}"
+    )
+    return bucket_table(
+        f"CodiEsp-X evidence on {split} (span within 10 characters of the coders')",
+        [
+            (name, {short: values[key] for short, key in _EVIDENCE_COLUMNS})
+            for name, values in report.items()
+        ],
+        first_column="label",
     )
 
 
@@ -357,6 +371,7 @@ def train(
             "instead of the AWD-LSTM; no LM pretraining. Nothing is downloaded."
         ),
     ] = None,
+    output_format: FormatOpt = OutputFormat.auto,
 ) -> None:
     """Train PLANT end to end (cached stages) and write an ONNX model bundle.
 
@@ -384,29 +399,52 @@ def train(
         console.print(f"reading {spec.name} from {spec.path} (point elsewhere with --path)")
         if ctx.enabled:
             console.print(f"data-parallel on {ctx.world_size} processes ({ctx.device.type})")
-        with progress_bar() as progress:
-            tasks: dict[str, Any] = {}
-
-            def notify(stage: str, done: int, total: int, status: dict[str, float]) -> None:
-                if stage not in tasks:
-                    tasks[stage] = progress.add_task(stage, total=total, status="")
-                if "epoch" in status:
-                    progress.console.print(
-                        f"{stage} epoch {int(status['epoch'])}: "
-                        + "  ".join(f"{k} {v:.4f}" for k, v in status.items() if k != "epoch")
-                    )
-                    return
-                text = "  ".join(f"{key} {value:.4f}" for key, value in status.items())
-                progress.update(tasks[stage], completed=done, total=total, status=text)
-
+        with training_progress() as notify:
             result = run_training(options, progress=notify, ctx=ctx)
     finally:
         shutdown(ctx)
     assert result is not None  # rank 0 always gets the result
-    stdout.print(summary_table("seconds per stage", list(result.stage_seconds.items())))
-    stdout.print(summary_table(f"{out.name} on dev", result.dev_report.rows()))
-    stdout.print(bucket_table("by training frequency", result.dev_report.bucket_rows()))
+    print_tables(
+        [
+            summary_table("seconds per stage", list(result.stage_seconds.items())),
+            summary_table(f"{out.name} on dev", result.dev_report.rows()),
+            bucket_table("by training frequency", result.dev_report.bucket_rows()),
+        ],
+        output_format,
+    )
     console.print(f"bundle written to {result.bundle_dir}")
+
+
+def mark_evidence(text: str, spans: list[tuple[int, int]]) -> str:
+    """The text with each evidence span in `[[...]]`; overlapping or touching spans are joined,
+    so the marks never nest. Offsets count code points, as Python strings do."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    pieces, position = [], 0
+    for start, end in merged:
+        pieces += [text[position:start], "[[", text[start:end], "]]"]
+        position = end
+    return "".join([*pieces, text[position:]])
+
+
+def _code_json(prediction: Any, threshold: float) -> dict[str, Any]:
+    """A ranked code as the API's `codes` items show it."""
+    return {
+        "code": prediction.code,
+        "description": prediction.description,
+        "score": prediction.score,
+        "rank": prediction.rank,
+        "above_threshold": prediction.above_threshold,
+        "threshold": threshold,
+        "highlights": [
+            {"start": h.start, "end": h.end, "text": h.text, "weight": h.weight}
+            for h in prediction.highlights
+        ],
+    }
 
 
 @app.command("predict")
@@ -415,41 +453,73 @@ def predict(
     bundle: Annotated[Path, typer.Option(help="A PLANT bundle directory")],
     notes: Annotated[list[Path], typer.Argument(help="Note text files")],
     top_k: Annotated[int, typer.Option(help="Codes to show per note")] = 10,
+    output_format: FormatOpt = OutputFormat.auto,
 ) -> None:
-    """Ranked codes with highlighted evidence for each note file."""
-    from rich.table import Table
+    """Ranked codes with evidence for each note file: a table and the note with the best code's
+    evidence marked (highlighted at a terminal, in [[...]] otherwise), or JSON shaped as the
+    API's predictions (--format json)."""
     from rich.text import Text
 
     from model.runtime import OnnxPredictor
 
     predictor = OnnxPredictor(bundle)
+    thresholds = dict(zip(predictor.codes, predictor.thresholds.tolist(), strict=True))
     texts = [note.read_text(encoding="utf-8") for note in notes]
-    for note, text, ranked in zip(notes, texts, predictor.predict(texts, top_k=top_k), strict=True):
-        table = Table(title=str(note), show_lines=False)
-        for column in ("rank", "code", "score", "above", "description", "evidence"):
-            table.add_column(column)
-        for prediction in ranked:
-            evidence = "; ".join(f"{h.text!r} ({h.weight:.2f})" for h in prediction.highlights[:3])
-            table.add_row(
-                str(prediction.rank),
-                prediction.code,
-                f"{prediction.score:.3f}",
-                "yes" if prediction.above_threshold else "",
-                prediction.description or "(no description)",
-                evidence,
+    results = predictor.predict(texts, top_k=top_k)
+    chosen = resolve(output_format)
+    if chosen is OutputFormat.json:
+        document = {
+            "model": {"name": predictor.name, "version": predictor.version},
+            "predictions": [
+                {"note": str(note), "codes": [_code_json(p, thresholds[p.code]) for p in ranked]}
+                for note, ranked in zip(notes, results, strict=True)
+            ],
+        }
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        return
+    for note, text, ranked in zip(notes, texts, results, strict=True):
+        rows = [
+            (
+                p.rank,
+                p.code,
+                round(p.score, 4),
+                round(thresholds[p.code], 4),
+                "yes" if p.above_threshold else "no",
+                p.description or "(no description)",
+                "; ".join(f"{h.text!r} ({h.weight:.2f})" for h in p.highlights[:3]),
             )
-        stdout.print(table)
-        marked = Text(text)
-        if ranked:
-            for highlight in ranked[0].highlights:
-                marked.stylize("bold black on yellow", highlight.start, highlight.end)
-            stdout.print(f"evidence for {ranked[0].code}:")
+            for p in ranked
+        ]
+        columns = ("rank", "code", "score", "threshold", "above", "description", "evidence")
+        print_tables([Table.of(str(note), columns, rows)], chosen)
+        if not ranked:
+            continue
+        best = ranked[0]
+        spans = [(h.start, h.end) for h in best.highlights]
+        if chosen is OutputFormat.table:
+            stdout.print(f"evidence for {best.code}:", markup=False)
+            marked = Text(text)
+            for start, end in spans:
+                marked.stylize("bold black on yellow", start, end)
             stdout.print(marked)
+        else:
+            sys.stdout.write(f"\nevidence for {best.code} in [[...]]:\n\n")
+            sys.stdout.write(mark_evidence(text, spans) + "\n\n")
+
+
+def plain_help_when_piped() -> None:
+    """Help without boxes padded to 80 columns when stdout is a pipe or a file: click's plain
+    help, which wraps but never pads."""
+    if sys.stdout.isatty():
+        return
+    for command_group in (app, data_app, baseline_app, service_cli.db_app, service_cli.keys_app):
+        command_group.rich_markup_mode = None
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    plain_help_when_piped()
     app()
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -1,10 +1,14 @@
-"""Progress bars and summary tables for command-line tools: one look for every long job."""
+"""Progress and summary tables for command-line tools: one look for every long job.
+
+Tables are `model.tables.Table` (printed whole, as boxes, Markdown or JSON); progress is a bar
+with rate and ETA at a terminal, and one line per stage and epoch in a log."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -17,8 +21,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.text import Text
+
+from model.tables import Table
 
 console = Console(stderr=True)
 stdout = Console()
@@ -49,23 +54,7 @@ def progress_bar() -> Iterator[Progress]:
 
 
 def summary_table(title: str, rows: Sequence[tuple[str, object]]) -> Table:
-    table = Table(title=title, show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, value in rows:
-        table.add_row(name, format_value(value))
-    return table
-
-
-def format_value(value: object) -> str:
-    """Counts as integers, metrics with four decimals, undefined metrics (NaN) as "-"."""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if value.is_integer() and abs(value) > 1:
-            return str(int(value))
-        return f"{value:.4f}"
-    return str(value)
+    return Table.of(title, ("metric", "value"), rows)
 
 
 def bucket_table(
@@ -74,11 +63,73 @@ def bucket_table(
     first_column: str = "train frequency",
 ) -> Table:
     """One row per group (by default a training-frequency bucket), one column per metric."""
-    table = Table(title=title, show_header=True, header_style="bold")
-    table.add_column(first_column)
     names = list(rows[0][1]) if rows else []
-    for name in names:
-        table.add_column(name.replace("_", " "), justify="right")
-    for bucket, values in rows:
-        table.add_row(bucket, *(format_value(values[name]) for name in names))
-    return table
+
+    def cell(name: str, value: float) -> object:
+        # Counts (n_codes, n_gold, ...) arrive as floats; print them as the counts they are.
+        return int(value) if name.startswith("n_") and value == value else value
+
+    return Table.of(
+        title,
+        [first_column, *(name.replace("_", " ") for name in names)],
+        [[bucket, *(cell(name, values[name]) for name in names)] for bucket, values in rows],
+    )
+
+
+# -- training progress -----------------------------------------------------------------------------
+
+# notify(stage, done, total, status); a status holding "epoch" marks the end of an epoch.
+Notify = Callable[[str, int, int, dict[str, float]], None]
+
+
+def _status_text(status: dict[str, float]) -> str:
+    return "  ".join(f"{key} {value:.4f}" for key, value in status.items() if key != "epoch")
+
+
+class LineProgress:
+    """Progress for logs and pipes: a line when a stage starts, one per epoch, one when it ends,
+    each with the elapsed time, and never a redrawn bar."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+        self.started: dict[str, float] = {}
+        self.finished: set[str] = set()
+
+    def __call__(self, stage: str, done: int, total: int, status: dict[str, float]) -> None:
+        now = time.monotonic()
+        if stage not in self.started:
+            self.started[stage] = now
+            self.write(f"{stage}: started ({total} steps)")
+        elapsed = now - self.started[stage]
+        if "epoch" in status:
+            self.write(
+                f"{stage}: epoch {int(status['epoch'])} {_status_text(status)} "
+                f"({elapsed:.0f} s)".replace("  (", " (")
+            )
+        elif done >= total and stage not in self.finished:
+            self.finished.add(stage)
+            self.write(f"{stage}: done, {total} steps in {elapsed:.0f} s  {_status_text(status)}")
+
+
+@contextmanager
+def training_progress() -> Iterator[Notify]:
+    """Bars with rate and ETA at a terminal (stderr); plain lines, one per stage start, epoch and
+    stage end, when stderr is a log or a pipe."""
+    if not console.is_terminal:
+        yield LineProgress(lambda line: console.print(line, markup=False, highlight=False))
+        return
+    with progress_bar() as progress:
+        tasks: dict[str, Any] = {}
+
+        def notify(stage: str, done: int, total: int, status: dict[str, float]) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total, status="")
+            if "epoch" in status:
+                progress.console.print(
+                    f"{stage} epoch {int(status['epoch'])}: {_status_text(status)}",
+                    markup=False,
+                )
+                return
+            progress.update(tasks[stage], completed=done, total=total, status=_status_text(status))
+
+        yield notify

@@ -62,7 +62,7 @@ def tool(name: str) -> str:
     """The path of a command-line tool (the venv's first), or skip the test saying how to get it."""
     found = shutil.which(name, path=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
     if found is None:
-        pytest.skip(f"{name} is not installed: run scripts/install-ops-tools.sh --venv .venv")
+        pytest.skip(f"{name} is not installed: run scripts/install-test-prereqs.sh")
     return found
 
 

@@ -106,7 +106,7 @@ def compose_command() -> list[str]:
         return [legacy]
     pytest.skip(
         "no Compose client (neither the `docker compose` plugin nor docker-compose): "
-        "run scripts/install-ops-tools.sh"
+        "run scripts/install-test-prereqs.sh"
     )
 
 

@@ -198,7 +198,7 @@ def test_kustomize_renders_the_base_with_the_image():
 def test_manifests_match_the_kubernetes_schemas():
     validate = pytest.importorskip(
         "kubernetes_validate",
-        reason="kubernetes-validate is not installed: scripts/install-ops-tools.sh --venv .venv",
+        reason="kubernetes-validate is not installed: run scripts/install-test-prereqs.sh",
     )
     documents = [
         doc

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from model.tokenizer import NoteTokenizer, TokenizedNote
+from tests.corpus_location import REAL_CODIESP, missing_codiesp_reason
 
 REPO = Path(__file__).resolve().parents[2]
-CODIESP_EN = REPO.parent / "shared" / "codiesp" / "train" / "text_files_en"
+CODIESP_EN = REAL_CODIESP / "train" / "text_files_en" if REAL_CODIESP else None
 
 NOTES = [
     "Patient admitted with fever and productive cough. Chest X-ray shows pneumonia.",
@@ -190,8 +191,9 @@ def test_concurrent_encoding_matches_serial(tokenizer: NoteTokenizer) -> None:
 
 
 @pytest.mark.corpus
-@pytest.mark.skipif(not CODIESP_EN.is_dir(), reason="CodiEsp corpus not found")
+@pytest.mark.skipif(CODIESP_EN is None, reason=missing_codiesp_reason())
 def test_codiesp_throughput_and_offsets() -> None:
+    assert CODIESP_EN is not None
     texts = [path.read_text(encoding="utf-8") for path in sorted(CODIESP_EN.glob("*.txt"))]
     tokenizer = NoteTokenizer.train(texts, vocab_size=8000)
     started = time.perf_counter()

@@ -42,7 +42,7 @@ LAPTOP_VIEWPORT = {"width": 1366, "height": 768}
 def browser_missing_reason() -> str | None:
     """Why the browser tests cannot run here, or None when they can."""
     if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing: run scripts/install-browser.sh (Debian's chromium package)"
+        return f"{CHROMIUM} is missing: run scripts/install-test-prereqs.sh (Debian's chromium)"
     if importlib.util.find_spec("playwright") is None:
         return (
             "the playwright package is missing: pip install playwright (never `playwright install`)"

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.corpus_location import REAL_CODIESP, missing_codiesp_reason
 from tests.training.synthetic import write_synthetic_codiesp
-
-REAL_CODIESP = Path(__file__).resolve().parents[2].parent / "shared" / "codiesp"
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +17,7 @@ def synthetic_codiesp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def real_codiesp() -> Path:
-    if not (REAL_CODIESP / "train" / "trainD.tsv").is_file():
-        pytest.skip(f"CodiEsp corpus not found at {REAL_CODIESP} (needed for this real-text test)")
+    """The real corpus where `plant-icd` would find it (tests.corpus_location), else skip."""
+    if REAL_CODIESP is None:
+        pytest.skip(missing_codiesp_reason())
     return REAL_CODIESP

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.corpus_location import REAL_CODIESP as FOUND_CODIESP
+from tests.corpus_location import missing_codiesp_reason
 from training.corpora import CorpusFormatError, CorpusLayoutError, load_corpus
 from training.corpora.base import Document, EvidenceReference, EvidenceSpan
 from training.corpora.codiesp import (
@@ -349,8 +351,7 @@ def test_fetch_downloads_unpacks_and_cleans_up(
 
 # --- the real corpus ---------------------------------------------------------------------------
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-REAL_CODIESP = REPO_ROOT.parent / "shared" / "codiesp"
+REAL_CODIESP = FOUND_CODIESP or Path("codiesp-not-found")
 
 
 def x_rows(split: str) -> list[list[str]]:
@@ -361,8 +362,8 @@ def x_rows(split: str) -> list[list[str]]:
 @pytest.mark.corpus
 @pytest.mark.parametrize(("split", "size"), [("train", 500), ("dev", 250)])
 def test_real_codiesp(split: str, size: int) -> None:
-    if not (REAL_CODIESP / split).is_dir():
-        pytest.skip(f"CodiEsp corpus not found at {REAL_CODIESP}")
+    if FOUND_CODIESP is None:
+        pytest.skip(missing_codiesp_reason())
     documents = {doc.id: doc for doc in read_codiesp(REAL_CODIESP, split)}
     english = read_codiesp(REAL_CODIESP, split, lang="en")
 

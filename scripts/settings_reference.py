@@ -84,7 +84,7 @@ def _kind(annotation: Any) -> str:
         if item is ApiKey:
             return "JSON list of `{name, role, sha256}`"
         return f"JSON list of {_kind(item)}s"
-    simple = {bool: "boolean", int: "integer", str: "string", Path: "path"}
+    simple = {bool: "boolean", int: "integer", float: "number", str: "string", Path: "path"}
     if annotation in simple:
         return simple[annotation]
     raise ReferenceError(f"no rendering for the type {annotation!r}: extend _kind()")
@@ -101,8 +101,9 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"service/core/config.py (or a note in {Path(__file__).name})"
             )
         values = _kind(field.annotation)
-        if values in ("integer", "integer or unset"):
-            values = values.replace("integer", f"integer{_bounds(field)}", 1)
+        if values in ("integer", "integer or unset", "number"):
+            kind = values.split(" ")[0]
+            values = values.replace(kind, f"{kind}{_bounds(field)}", 1)
         table.append((f"`{variable(name)}`", _default(field), values, meaning))
     return table
 

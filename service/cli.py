@@ -97,20 +97,45 @@ def db_upgrade(
     console.print(f"{_shown(url)} is at revision [bold]{now}[/bold]")
 
 
-@db_app.command("downgrade")
+# ignore_unknown_options: without it click reads the documented `-1` as an unknown option.
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(
-    revision: Annotated[str, typer.Argument(help="target revision, e.g. 'base' or '-1'")],
+    revision: Annotated[
+        str, typer.Argument(help="target revision: an id, 'base', or '-1' (one step down)")
+    ],
     database_url: DatabaseUrlOption = None,
+    yes_delete_data: Annotated[
+        str,
+        typer.Option(
+            "--yes-delete-data",
+            help="comma-separated tables you accept to lose with every row in them; needed "
+            "when the downgrade drops tables (the command names them)",
+        ),
+    ] = "",
 ) -> None:
-    """Revert migrations down to REVISION ('base' drops every table: the audit log is lost)."""
+    """Revert migrations down to REVISION. A downgrade that drops tables ('base' drops the whole
+    audit log) is refused unless --yes-delete-data names every one of them."""
     from service.db import admin
 
     url = _database_url(database_url)
+    accepted = [table.strip() for table in yes_delete_data.split(",") if table.strip()]
     try:
-        admin.downgrade(url, revision)
+        plan = admin.downgrade_plan(url, revision)
+        admin.downgrade(url, revision, yes_delete_data=accepted)
         now = admin.current(url)
+    except admin.DataLossRefusedError as error:
+        _fail(str(error))
     except Exception as error:
         _fail(f"downgrading {_shown(url)} failed: {type(error).__name__}: {error}")
+    table = Table(title="downgrade")
+    table.add_column("reverted")
+    table.add_column("tables dropped")
+    table.add_column("columns dropped")
+    for step in plan:
+        table.add_row(
+            step.revision, ", ".join(step.drops_tables) or "-", ", ".join(step.drops_columns) or "-"
+        )
+    Console().print(table)
     console.print(f"{_shown(url)} is at revision [bold]{now or 'base (no tables)'}[/bold]")
 
 

@@ -43,8 +43,10 @@ from service.core.config import Settings
 from service.core.logging import configure_logging, get_logger
 from service.core.metrics import Metrics
 from service.core.security import KeyRing
-from service.db.admin import check_migrated
+from service.db.admin import check_migrated, head_revisions
+from service.db.probe import DatabaseProbe
 from service.db.session import UNAVAILABLE_ERRORS, make_engine, make_session_factory
+from service.db.work import Database
 from service.inference import InferenceService
 
 PredictorFactory = Callable[[Settings], OnnxPredictor]
@@ -60,6 +62,12 @@ def max_body_bytes(settings: Settings) -> int:
     """The largest body a valid request can have: a full batch of the longest notes, each
     character JSON-escaped (`\\uXXXX`, 6 bytes), plus room for the other fields."""
     return settings.max_batch_notes * (settings.max_note_chars * 6 + 4096) + 65536
+
+
+def database_timeout(settings: Settings) -> float:
+    """Longest a request waits on one unit of database work: a connection, then a statement
+    (a few statements in a unit share the budget; the server's own timeout is per statement)."""
+    return settings.db_pool_timeout_seconds + settings.db_statement_timeout_seconds
 
 
 def load_predictor(settings: Settings) -> OnnxPredictor:
@@ -93,7 +101,10 @@ def _lifespan(
         metrics_: Metrics = app.state.metrics
         shown_url = settings.redacted_database_url
         engine = make_engine(
-            settings.database_url, connect_timeout=settings.db_connect_timeout_seconds
+            settings.database_url,
+            connect_timeout=settings.db_connect_timeout_seconds,
+            statement_timeout=settings.db_statement_timeout_seconds,
+            pool_timeout=settings.db_pool_timeout_seconds,
         )
         try:
             await anyio.to_thread.run_sync(check_migrated, engine, shown_url)
@@ -109,6 +120,10 @@ def _lifespan(
             raise
         app.state.engine = engine
         app.state.sessions = make_session_factory(engine)
+        app.state.database = Database(app.state.sessions, timeout=database_timeout(settings))
+        app.state.database_probe = DatabaseProbe(
+            engine, head_revisions(), timeout=settings.readiness_timeout_seconds
+        )
         if not settings.auth_enabled:
             log.warning(
                 "no API keys configured: every caller is treated as admin (development only)"

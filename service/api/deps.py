@@ -24,6 +24,7 @@ from service.core.security import (
     KeyRing,
     Principal,
 )
+from service.db.work import Database
 from service.inference import InferenceService
 
 _api_key_header = APIKeyHeader(
@@ -53,6 +54,11 @@ def get_sessions(request: Request) -> sessionmaker[Session]:
     return sessions
 
 
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
 def get_inference(request: Request) -> InferenceService:
     """The served model once warm-up has run; 503 with Retry-After before that."""
     inference: InferenceService | None = getattr(request.app.state, "inference", None)
@@ -71,6 +77,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
 InferenceDep = Annotated[InferenceService, Depends(get_inference)]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import ProgrammingError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core.logging import get_logger, request_id_var
@@ -95,8 +96,32 @@ async def _database_unavailable(request: Request, error: Exception) -> JSONRespo
     )
 
 
+# PostgreSQL's names for "the table or column is not there": the schema was downgraded (or never
+# upgraded) under a running service. Retrying cannot help until someone migrates, but it is the
+# database's state, not a bug, so 503 and a message naming the fix, never 500.
+_MISSING_SCHEMA = ("UndefinedTable", "UndefinedColumn")
+
+
+async def _programming_error(request: Request, error: Exception) -> JSONResponse:
+    original = getattr(error, "orig", None) or error
+    if type(original).__name__ not in _MISSING_SCHEMA:
+        log.error("database programming error", extra={"error": type(original).__name__})
+        return JSONResponse(error_body("internal error: report it with the request id"), 500)
+    log.error("the database schema is not the one this service needs")
+    retry_after = request.app.state.settings.retry_after_seconds
+    return JSONResponse(
+        error_body(
+            "the database schema is not the one this service needs (was it downgraded?): an "
+            "operator must run `plant-icd db upgrade`; nothing was recorded"
+        ),
+        status_code=503,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for error_type in UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_type, _database_unavailable)
+    app.add_exception_handler(ProgrammingError, _programming_error)

@@ -134,6 +134,25 @@ class Settings(BaseSettings):
     db_connect_timeout_seconds: int = Field(
         default=5, ge=1, description="give up connecting to the database after this long"
     )
+    db_statement_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=600,
+        description="longest one database statement may run (PostgreSQL statement_timeout; "
+        "SQLite: the wait for the write lock)",
+    )
+    db_pool_timeout_seconds: float = Field(
+        default=5,
+        gt=0,
+        le=600,
+        description="longest a request waits for a free database connection",
+    )
+    readiness_timeout_seconds: float = Field(
+        default=1.5,
+        gt=0,
+        le=30,
+        description="/readyz answers 503 when the database has not answered within this long",
+    )
     min_note_tokens: int = Field(
         default=3,
         ge=0,

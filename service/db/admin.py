@@ -6,6 +6,8 @@ database. Alembic is configured here in code, so no alembic.ini is needed at the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -44,7 +46,79 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-def downgrade(url: str, revision: str) -> None:
+class DataLossRefusedError(RuntimeError):
+    """A downgrade would drop tables (and every row in them) that the caller did not name."""
+
+
+@dataclass(frozen=True)
+class RevertedRevision:
+    """One migration a downgrade reverts, with what its downgrade deletes (as it declares)."""
+
+    revision: str
+    drops_tables: tuple[str, ...]
+    drops_columns: tuple[str, ...]
+
+
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def downgrade_plan(url: str, revision: str) -> list[RevertedRevision]:
+    """The migrations `downgrade(url, revision)` would revert, newest first.
+
+    `revision` is a revision id, `base`, or `-N` (N steps down from the current revision).
+    Every migration declares DOWNGRADE_DROPS_TABLES and DOWNGRADE_DROPS_COLUMNS; a missing
+    declaration is an error here, so no migration can drop data unannounced.
+    """
+    script = _script()
+    now = current(url)
+    if now is None:
+        return []
+    if "," in now:
+        raise ValueError(f"the database has several heads ({now}): downgrade each by its id")
+    steps: int | None = None
+    if revision.startswith("-") and revision[1:].isdigit():
+        steps = int(revision[1:])
+    elif revision != "base" and script.get_revision(revision) is None:
+        raise ValueError(f"no revision {revision!r}: see `plant-icd db current`")
+    plan: list[RevertedRevision] = []
+    cursor: str | None = now
+    while cursor is not None and cursor != revision and (steps is None or len(plan) < steps):
+        migration = script.get_revision(cursor)
+        assert migration is not None
+        module = migration.module
+        try:
+            tables = tuple(module.DOWNGRADE_DROPS_TABLES)
+            columns = tuple(module.DOWNGRADE_DROPS_COLUMNS)
+        except AttributeError:
+            raise ValueError(
+                f"migration {cursor} does not declare DOWNGRADE_DROPS_TABLES and "
+                "DOWNGRADE_DROPS_COLUMNS: add them before downgrading through it"
+            ) from None
+        plan.append(RevertedRevision(cursor, tables, columns))
+        down = migration.down_revision
+        cursor = down if isinstance(down, str) or down is None else None
+    if steps is not None and len(plan) < steps:
+        raise ValueError(f"cannot go {steps} revision(s) down from {now}: only {len(plan)}")
+    return plan
+
+
+def tables_dropped(url: str, revision: str) -> list[str]:
+    """The tables (with all their rows) that downgrading to `revision` would delete."""
+    return sorted({table for step in downgrade_plan(url, revision) for table in step.drops_tables})
+
+
+def downgrade(url: str, revision: str, *, yes_delete_data: Iterable[str] = ()) -> None:
+    """Revert to `revision`; refused (DataLossRefusedError) when that drops a table not named
+    in `yes_delete_data`: the audit log is the hospital's record and is not lost by accident."""
+    dropped = tables_dropped(url, revision)
+    unnamed = sorted(set(dropped) - set(yes_delete_data))
+    if unnamed:
+        raise DataLossRefusedError(
+            f"downgrading to {revision} drops the tables {', '.join(dropped)} with every row in "
+            f"them (the audit log). Back up the database first; to go ahead, name them: "
+            f"--yes-delete-data {','.join(dropped)}"
+        )
     command.downgrade(alembic_config(url), revision)
 
 

@@ -30,13 +30,27 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def make_engine(url: str, *, connect_timeout: int = 5) -> Engine:
-    """An engine for `url`; statement parameters (note text) never appear in error messages."""
+def make_engine(
+    url: str,
+    *,
+    connect_timeout: float = 5,
+    statement_timeout: float | None = None,
+    pool_timeout: float = 30,
+) -> Engine:
+    """An engine for `url`; statement parameters (note text) never appear in error messages.
+
+    `statement_timeout` bounds one statement on the server (PostgreSQL `statement_timeout` and
+    `idle_in_transaction_session_timeout`; SQLite's busy timeout, how long a writer waits for
+    the lock); `pool_timeout`, the wait for a free pooled connection. A database that hangs
+    without answering at all is the caller's to bound (service.db.work.run_db).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        busy = SQLITE_BUSY_TIMEOUT_SECONDS if statement_timeout is None else statement_timeout
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+            connect_args={"check_same_thread": False, "timeout": busy},
+            pool_timeout=pool_timeout,
             hide_parameters=True,
         )
 
@@ -50,16 +64,41 @@ def make_engine(url: str, *, connect_timeout: int = 5) -> Engine:
 
         return engine
     connect_args: dict[str, Any] = {}
-    if parsed.get_backend_name() == "postgresql":
-        connect_args["connect_timeout"] = connect_timeout
-    return create_engine(
+    postgres = parsed.get_backend_name() == "postgresql"
+    if postgres:
+        connect_args["connect_timeout"] = max(1, round(connect_timeout))
+        # A peer that vanished without closing (a cut network) is noticed in seconds, not in
+        # the kernel's default two hours.
+        connect_args.update(
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+            tcp_user_timeout=round(1000 * max(connect_timeout, statement_timeout or 0)),
+        )
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=8,
         max_overflow=8,
+        pool_timeout=pool_timeout,
         connect_args=connect_args,
         hide_parameters=True,
     )
+    if postgres and statement_timeout is not None:
+        milliseconds = round(statement_timeout * 1000)
+
+        # SET on each new connection rather than `options` in connect_args, which would replace
+        # options the URL already carries (e.g. a search_path).
+        @event.listens_for(engine, "connect")
+        def _postgres_timeouts(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute(f"SET statement_timeout = {milliseconds}")
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {milliseconds * 2}")
+            cursor.close()
+            connection.commit()
+
+    return engine
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -8,6 +8,7 @@ to fail or finish on its own; nothing else touches that session meanwhile.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
@@ -38,3 +39,15 @@ async def run_db(
             return await anyio.to_thread.run_sync(unit, abandon_on_cancel=True)
     except TimeoutError:
         raise DatabaseTimeoutError(f"the database did not answer within {timeout:g} s") from None
+
+
+@dataclass(frozen=True)
+class Database:
+    """The service's sessions and the longest it waits for one unit of work (a pool checkout
+    plus a statement: past it the database is taken as hung and the request answers 503)."""
+
+    sessions: sessionmaker[Session]
+    timeout: float
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        return await run_db(self.sessions, work, timeout=self.timeout)

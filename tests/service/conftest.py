@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from service.core.config import Settings
 from service.db import admin
@@ -20,6 +21,7 @@ from tests.service.browser_testing import CHROMIUM, CHROMIUM_ARGS, browser_missi
 from tests.service.service_testing import (
     API_KEYS,
     Service,
+    TcpProxy,
     drop_session_schemas,
     postgres_schema,
     reachable_postgres,
@@ -73,6 +75,21 @@ def postgres_url() -> Iterator[str]:
         )
     yield url
     drop_session_schemas(url)
+
+
+@pytest.fixture
+def proxied_postgres(postgres_url: str) -> Iterator[tuple[str, str, TcpProxy]]:
+    """(direct URL, URL through the proxy, proxy) for a fresh migrated schema."""
+    server = make_url(postgres_url)
+    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 5432)
+    proxy.start()
+    with postgres_schema(postgres_url) as schema:
+        direct = with_search_path(postgres_url, schema)
+        admin.upgrade(direct)
+        try:
+            yield direct, with_search_path(postgres_url, schema, port=proxy.port), proxy
+        finally:
+            proxy.stop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

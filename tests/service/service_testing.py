@@ -212,7 +212,9 @@ def uvicorn_server(app: FastAPI) -> Iterator[str]:
 
 class TcpProxy:
     """Forwards a loopback port to `target`; `stop()` refuses new connections and cuts the open
-    ones (as a crashed database or a broken network would), `start()` resumes on the same port."""
+    ones (as a crashed database or a broken network would), `start()` resumes on the same port.
+    `freeze()` keeps every connection open but forwards nothing, as a hung database (or a
+    stalled network) would: bytes are held until `thaw()`."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -222,6 +224,14 @@ class TcpProxy:
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._running = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
 
     def start(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -247,6 +257,7 @@ class TcpProxy:
                     connection.shutdown(socket.SHUT_RDWR)
                 connection.close()
             self._open.clear()
+        self._flowing.set()  # held pumps wake up, find their sockets closed and end
 
     def _accept(self) -> None:
         assert self._listener is not None
@@ -272,6 +283,7 @@ class TcpProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while chunk := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(chunk)
         except OSError:
             pass

@@ -3,38 +3,15 @@ not recorded), the write-error metric counts them, and the service recovers when
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from service.core.config import Settings
-from service.db import admin
-from tests.service.service_testing import (
-    TcpProxy,
-    headers,
-    postgres_schema,
-    running_service,
-    with_search_path,
-)
+from tests.service.service_testing import TcpProxy, headers, running_service
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def proxied_postgres(postgres_url: str) -> Iterator[tuple[str, str, TcpProxy]]:
-    """(direct URL, URL through the proxy, proxy) for a fresh migrated schema."""
-    server = make_url(postgres_url)
-    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 5432)
-    proxy.start()
-    with postgres_schema(postgres_url) as schema:
-        direct = with_search_path(postgres_url, schema)
-        admin.upgrade(direct)
-        try:
-            yield direct, with_search_path(postgres_url, schema, port=proxy.port), proxy
-        finally:
-            proxy.stop()
 
 
 def test_database_outage_gives_503_and_no_unrecorded_prediction(

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -51,7 +52,7 @@ def test_upgrade_and_downgrade(empty_database_url: str) -> None:
     finally:
         engine.dispose()
 
-    admin.downgrade(url, "base")
+    admin.downgrade(url, "base", yes_delete_data=sorted(TABLES))
     assert admin.current(url) is None
     assert _tables(url) == set()
     admin.upgrade(url)  # and up again
@@ -137,7 +138,10 @@ def test_db_commands(tmp_path: Path) -> None:
     purged = runner.invoke(cli, ["db", "purge", "--older-than-days", "30", "--database-url", url])
     assert purged.exit_code == 0, purged.output
 
-    down = runner.invoke(cli, ["db", "downgrade", "base", "--database-url", url])
+    down = runner.invoke(
+        cli,
+        ["db", "downgrade", "base", "--yes-delete-data", ",".join(TABLES), "--database-url", url],
+    )
     assert down.exit_code == 0, down.output
     assert admin.current(url) is None
 
@@ -183,3 +187,83 @@ def test_db_upgrade_in_production_needs_only_the_database_url(
     upgraded = CliRunner().invoke(cli, ["db", "upgrade"])
     assert upgraded.exit_code == 0, upgraded.output
     assert admin.current(url) is not None
+
+
+def test_every_migration_declares_what_its_downgrade_deletes(empty_database_url: str) -> None:
+    """The declarations the downgrade guard relies on are present and true."""
+    url = empty_database_url
+    script = ScriptDirectory.from_config(admin.alembic_config(url))
+    revisions = list(reversed(list(script.walk_revisions())))  # oldest first
+    for migration in revisions:
+        declared_tables = set(migration.module.DOWNGRADE_DROPS_TABLES)
+        declared_columns = set(migration.module.DOWNGRADE_DROPS_COLUMNS)
+        admin.upgrade(url, migration.revision)
+        before = _columns(url)
+        admin.downgrade(url, "-1", yes_delete_data=sorted(declared_tables))
+        after = _columns(url)
+        assert set(before) - set(after) == declared_tables, migration.revision
+        lost = {
+            f"{table}.{column}"
+            for table in after
+            for column in set(before[table]) - set(after[table])
+        }
+        assert lost == declared_columns, migration.revision
+        admin.upgrade(url, migration.revision)
+
+
+def _columns(url: str) -> dict[str, set[str]]:
+    engine = sa.create_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        return {
+            table: {column["name"] for column in inspector.get_columns(table)}
+            for table in inspector.get_table_names()
+            if table != "alembic_version"
+        }
+    finally:
+        engine.dispose()
+
+
+def test_a_downgrade_that_drops_tables_must_name_them(database_url: str) -> None:
+    with pytest.raises(admin.DataLossRefusedError) as refused:
+        admin.downgrade(database_url, "base")
+    message = str(refused.value)
+    assert "--yes-delete-data feedback_events,predicted_codes,predictions" in message
+    with pytest.raises(admin.DataLossRefusedError):  # naming some is not enough
+        admin.downgrade(database_url, "base", yes_delete_data=["predictions"])
+    assert _tables(database_url) == TABLES  # nothing was touched
+    # Steps that drop only columns need no confirmation.
+    admin.downgrade(database_url, "0001")
+    assert admin.current(database_url) == "0001"
+
+
+def test_db_downgrade_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade", "--database-url", url]).exit_code == 0
+    head = admin.current(url)
+    assert head is not None
+
+    one_down = runner.invoke(cli, ["db", "downgrade", "-1", "--database-url", url])
+    assert one_down.exit_code == 0, one_down.output
+    assert admin.current(url) == str(int(head) - 1).zfill(4)
+
+    refused = runner.invoke(cli, ["db", "downgrade", "base", "--database-url", url])
+    assert refused.exit_code == 1
+    assert "drops the tables feedback_events, predicted_codes, predictions" in refused.output
+    assert _tables(url) == TABLES
+
+    confirmed = runner.invoke(
+        cli,
+        [
+            "db",
+            "downgrade",
+            "base",
+            "--yes-delete-data",
+            "predictions,predicted_codes,feedback_events",
+            "--database-url",
+            url,
+        ],
+    )
+    assert confirmed.exit_code == 0, confirmed.output
+    assert admin.current(url) is None

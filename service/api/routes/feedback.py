@@ -13,10 +13,12 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
 from model.codes import compact
 from service import crud
@@ -24,14 +26,17 @@ from service.api.convert import as_utc, error_responses, event_out, review_out
 from service.api.deps import (
     AdminDep,
     CoderDep,
+    DatabaseDep,
     InferenceDep,
     MetricsDep,
     SessionDep,
     SessionFactoryDep,
 )
 from service.core.logging import get_logger
+from service.core.metrics import Metrics
+from service.core.security import Principal
 from service.db.models import Prediction
-from service.db.session import UNAVAILABLE_ERRORS
+from service.db.session import UNAVAILABLE_ERRORS, DatabaseTimeoutError
 from service.inference import CodeRejectedError, InferenceService
 from service.schemas import DecisionIn, FeedbackIn, FeedbackOut
 
@@ -127,11 +132,11 @@ def _decide_the_rest(
     summary="Record a coder's decisions",
     responses=error_responses(400, 401, 403, 404, 422, 503),
 )
-def create_feedback(
+async def create_feedback(
     prediction_id: uuid.UUID,
     feedback: FeedbackIn,
     caller: CoderDep,
-    session: SessionDep,
+    database: DatabaseDep,
     inference: InferenceDep,
     metrics: MetricsDep,
 ) -> FeedbackOut:
@@ -141,6 +146,32 @@ def create_feedback(
     A final submission (the default) must leave no suggestion above threshold undecided: decide
     each, or send `"undecided": "accept"` or `"reject"` for the rest; `"final": false` saves
     progress and leaves the note in the queue."""
+    try:
+        return await database.run(
+            partial(
+                _record_feedback,
+                prediction_id=prediction_id,
+                feedback=feedback,
+                caller=caller,
+                inference=inference,
+                metrics=metrics,
+            )
+        )
+    except DatabaseTimeoutError:
+        metrics.db_write_errors.labels(operation="feedback").inc()
+        raise
+
+
+def _record_feedback(
+    session: Session,
+    *,
+    prediction_id: uuid.UUID,
+    feedback: FeedbackIn,
+    caller: Principal,
+    inference: InferenceService,
+    metrics: Metrics,
+) -> FeedbackOut:
+    """The feedback call's database work, on a worker thread in its own session."""
     prediction = crud.get_prediction(session, prediction_id=str(prediction_id))
     if prediction is None:
         raise HTTPException(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -33,7 +34,6 @@ from fastapi import (
     status,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from service import crud
 from service.api.convert import (
@@ -46,11 +46,10 @@ from service.api.convert import (
 )
 from service.api.deps import (
     CoderDep,
+    DatabaseDep,
     EhrDep,
     InferenceDep,
     MetricsDep,
-    SessionDep,
-    SessionFactoryDep,
     SettingsDep,
 )
 from service.core.config import Settings
@@ -59,7 +58,7 @@ from service.core.metrics import Metrics
 from service.core.security import Principal
 from service.db.models import Prediction, utc_now
 from service.db.session import UNAVAILABLE_ERRORS
-from service.db.work import run_db
+from service.db.work import Database
 from service.inference import InferenceService
 from service.schemas import (
     BatchIn,
@@ -72,6 +71,8 @@ from service.schemas import (
 )
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
+# nginx's code for "the client closed the request": logged and counted, never received.
+CLIENT_CLOSED_REQUEST = 499
 log = get_logger("predictions")
 
 
@@ -151,7 +152,8 @@ async def _predict_and_record(
     inference: InferenceService,
     settings: Settings,
     metrics: Metrics,
-    sessions: sessionmaker[Session],
+    database: Database,
+    client_gone: Callable[[], Awaitable[bool]],
 ) -> _Outcome:
     _check_sizes(notes, settings)
     idempotency = (
@@ -161,8 +163,7 @@ async def _predict_and_record(
     )
     if idempotency is not None:
         not_before = utc_now() - timedelta(hours=settings.idempotency_window_hours)
-        earlier = await run_db(
-            sessions,
+        earlier = await database.run(
             partial(
                 crud.find_idempotent,
                 client=caller.name,
@@ -199,14 +200,17 @@ async def _predict_and_record(
         abstentions=result.abstentions,
         idempotency=idempotency,
     )
+    if await client_gone():
+        # Nobody would receive it: record nothing rather than a prediction no one was given.
+        log.warning("the client left during inference; nothing was recorded")
+        raise HTTPException(CLIENT_CLOSED_REQUEST, detail="the client closed the request")
     try:
-        rows = await run_db(sessions, record)
+        rows = await database.run(record)
     except IntegrityError:
         if idempotency is None:
             raise
         # The same key committed first in a concurrent request: answer as its replay.
-        winner = await run_db(
-            sessions,
+        winner = await database.run(
             partial(
                 crud.find_idempotent,
                 client=caller.name,
@@ -228,11 +232,11 @@ async def _predict_and_record(
     )
 
 
-async def _confirm_delivery(sessions: sessionmaker[Session], prediction_ids: list[str]) -> None:
+async def _confirm_delivery(database: Database, prediction_ids: list[str]) -> None:
     """After the response went out: mark its predictions delivered (best effort: a failure
     leaves them unconfirmed, which is what the mark is for)."""
     try:
-        await run_db(sessions, partial(crud.mark_delivered, prediction_ids=prediction_ids))
+        await database.run(partial(crud.mark_delivered, prediction_ids=prediction_ids))
     except Exception as error:
         log.warning(
             "could not mark predictions delivered; they stay unconfirmed",
@@ -245,7 +249,7 @@ async def _deliver(
     request: Request,
     response: Response,
     background: BackgroundTasks,
-    sessions: sessionmaker[Session],
+    database: Database,
 ) -> None:
     """Headers of a (possibly replayed) answer, and the delivery mark once it has gone out."""
     if outcome.replayed:
@@ -255,7 +259,7 @@ async def _deliver(
         log.warning("the client left before its predictions were returned")
         return
     ids = [str(prediction.prediction_id) for prediction in outcome.predictions]
-    background.add_task(_confirm_delivery, sessions, ids)
+    background.add_task(_confirm_delivery, database, ids)
 
 
 @router.post(
@@ -274,7 +278,7 @@ async def create_prediction(
     inference: InferenceDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    sessions: SessionFactoryDep,
+    database: DatabaseDep,
     idempotency_key: IdempotencyKey = None,
 ) -> PredictionOut:
     """Ranked codes with scores, threshold decisions and evidence highlights for one note.
@@ -289,11 +293,12 @@ async def create_prediction(
         inference=inference,
         settings=settings,
         metrics=metrics,
-        sessions=sessions,
+        database=database,
+        client_gone=request.is_disconnected,
     )
     (prediction,) = outcome.predictions
     response.headers["Location"] = f"/v1/predictions/{prediction.prediction_id}"
-    await _deliver(outcome, request, response, background, sessions)
+    await _deliver(outcome, request, response, background, database)
     return prediction
 
 
@@ -312,7 +317,7 @@ async def create_predictions(
     inference: InferenceDep,
     settings: SettingsDep,
     metrics: MetricsDep,
-    sessions: SessionFactoryDep,
+    database: DatabaseDep,
     idempotency_key: IdempotencyKey = None,
 ) -> BatchOut:
     """One prediction per note, in the order sent; all are recorded in one transaction."""
@@ -324,9 +329,10 @@ async def create_predictions(
         inference=inference,
         settings=settings,
         metrics=metrics,
-        sessions=sessions,
+        database=database,
+        client_gone=request.is_disconnected,
     )
-    await _deliver(outcome, request, response, background, sessions)
+    await _deliver(outcome, request, response, background, database)
     return BatchOut(predictions=outcome.predictions)
 
 
@@ -335,9 +341,9 @@ async def create_predictions(
     summary="The review queue",
     responses=error_responses(401, 403, 422, 503),
 )
-def list_predictions(
+async def list_predictions(
     caller: CoderDep,
-    session: SessionDep,
+    database: DatabaseDep,
     reviewed: Annotated[
         bool | None, Query(description="true: with feedback; false: still to review")
     ] = None,
@@ -359,8 +365,14 @@ def list_predictions(
         note_id=note_id,
         encounter_id=encounter_id,
     )
-    page, total = crud.list_predictions(
-        session, filters=filters, limit=limit, offset=offset, newest_first=order == "newest"
+    page, total = await database.run(
+        partial(
+            crud.list_predictions,
+            filters=filters,
+            limit=limit,
+            offset=offset,
+            newest_first=order == "newest",
+        )
     )
     return PredictionPage(
         items=[prediction_summary(row, events) for row, events in page],
@@ -375,11 +387,11 @@ def list_predictions(
     summary="One recorded prediction",
     responses=error_responses(401, 403, 404, 422, 503),
 )
-def read_prediction(
-    prediction_id: uuid.UUID, caller: CoderDep, session: SessionDep
+async def read_prediction(
+    prediction_id: uuid.UUID, caller: CoderDep, database: DatabaseDep
 ) -> PredictionDetail:
     """The prediction with its note text (if stored), codes, feedback history and review state."""
-    row = crud.get_prediction(session, prediction_id=str(prediction_id))
+    row = await database.run(partial(crud.get_prediction, prediction_id=str(prediction_id)))
     if row is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND,

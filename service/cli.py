@@ -97,6 +97,9 @@ def db_upgrade(
     console.print(f"{_shown(url)} is at revision [bold]{now}[/bold]")
 
 
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP)]
+
+
 # ignore_unknown_options: without it click reads the documented `-1` as an unknown option.
 @db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(
@@ -112,6 +115,7 @@ def db_downgrade(
             "when the downgrade drops tables (the command names them)",
         ),
     ] = "",
+    output_format: FormatOption = OutputFormat.auto,
 ) -> None:
     """Revert migrations down to REVISION. A downgrade that drops tables ('base' drops the whole
     audit log) is refused unless --yes-delete-data names every one of them."""
@@ -127,19 +131,20 @@ def db_downgrade(
         _fail(str(error))
     except Exception as error:
         _fail(f"downgrading {_shown(url)} failed: {type(error).__name__}: {error}")
-    table = Table(title="downgrade")
-    table.add_column("reverted")
-    table.add_column("tables dropped")
-    table.add_column("columns dropped")
-    for step in plan:
-        table.add_row(
-            step.revision, ", ".join(step.drops_tables) or "-", ", ".join(step.drops_columns) or "-"
-        )
-    Console().print(table)
+    table = Table.of(
+        "downgrade",
+        ("reverted", "tables dropped", "columns dropped"),
+        [
+            (
+                step.revision,
+                ", ".join(step.drops_tables) or "-",
+                ", ".join(step.drops_columns) or "-",
+            )
+            for step in plan
+        ],
+    )
+    print_tables([table], output_format)
     console.print(f"{_shown(url)} is at revision [bold]{now or 'base (no tables)'}[/bold]")
-
-
-FormatOption = Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP)]
 
 
 @db_app.command("current")

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from service.core.config import Settings
 from service.main import create_app
-from tests.service.service_testing import REPO, headers, uvicorn_server
+from tests.service.service_testing import KEYS, REPO, headers, uvicorn_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -176,3 +176,36 @@ CONTRAST_JS = """
     return result;
 }
 """
+
+
+# -- driving the review page ------------------------------------------------------------------
+
+
+def sign_in(page: Any, role: str = "coder", coder_id: str = "") -> None:
+    page.fill("#api-key", KEYS[role])
+    page.fill("#coder-id", coder_id)
+    page.click("#sign-in-form button[type=submit]")
+
+
+def settle(page: Any) -> None:
+    """Wait until the page has finished what the last action started (it marks the workspace
+    aria-busy while it talks to the service)."""
+    page.wait_for_selector("#review-view[aria-busy='false']:not([hidden])")
+
+
+def open_note(page: Any, note_id: str) -> None:
+    page.click(f"#queue-list button:has-text('Note {note_id}')")
+    settle(page)
+    assert page.inner_text("#note-heading") == f"Note {note_id}"
+
+
+def marks(page: Any) -> list[tuple[int, int, str]]:
+    found = page.eval_on_selector_all(
+        "#note-text mark",
+        "els => els.map(e => [Number(e.dataset.start), Number(e.dataset.end), e.textContent])",
+    )
+    return [(int(start), int(end), text) for start, end, text in found]
+
+
+def code_row(page: Any, code: str) -> Any:
+    return page.locator(f'#code-list li[data-code="{code}"]')

@@ -17,7 +17,15 @@ from sqlalchemy.engine import make_url
 from service.core.config import Settings
 from service.db import admin
 from tests.model.bundle_factory import build_tiny_bundle
-from tests.service.browser_testing import CHROMIUM, CHROMIUM_ARGS, browser_missing_reason
+from tests.service.browser_testing import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LAPTOP_VIEWPORT,
+    LiveService,
+    PageProblems,
+    browser_missing_reason,
+    live_service,
+)
 from tests.service.service_testing import (
     API_KEYS,
     Service,
@@ -62,6 +70,48 @@ def browser() -> Iterator[Any]:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def open_page(browser: Any) -> Iterator[Callable[..., Any]]:
+    """New pages, each in its own browser context (its own sessionStorage), on a laptop screen
+    unless `viewport=` says otherwise; any uncaught error or console error (a CSP violation
+    included) fails the test."""
+    contexts: list[Any] = []
+    problems = PageProblems()
+
+    def open_(url: str, **options: Any) -> Any:
+        options.setdefault("viewport", LAPTOP_VIEWPORT)
+        context = browser.new_context(**options)
+        context.set_default_timeout(10_000)
+        contexts.append(context)
+        page = context.new_page()
+        problems.watch(page)
+        page.goto(url)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert problems.errors == []
+
+
+@pytest.fixture
+def make_live(
+    make_settings: Callable[..., Settings],
+) -> Iterator[Callable[..., LiveService]]:
+    started: list[Any] = []
+
+    def start(database_url: str, **overrides: Any) -> LiveService:
+        # Three suggestions per note, so a fourth code can be added from the catalogue.
+        overrides.setdefault("default_top_k", 3)
+        manager = live_service(make_settings(database_url, **overrides))
+        started.append(manager)
+        return manager.__enter__()
+
+    yield start
+    for manager in reversed(started):
+        manager.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ each saves a screenshot under test-artifacts/.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -17,15 +17,16 @@ from typing import Any
 import pytest
 
 from service.api.routes.review import STATIC_DIR
-from service.core.config import Settings
 from tests.service.browser_testing import (
     CONTRAST_JS,
-    LAPTOP_VIEWPORT,
     LiveService,
-    PageProblems,
-    live_service,
+    code_row,
+    marks,
     merged_runs,
+    open_note,
     save_artifact,
+    settle,
+    sign_in,
 )
 from tests.service.service_testing import KEYS, Service
 
@@ -40,75 +41,6 @@ XSS_NOTE_ID = '<img src=x onerror="window.__pwned=2">'
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def open_page(browser: Any) -> Iterator[Callable[..., Any]]:
-    """New pages, each in its own browser context (its own sessionStorage), on a laptop screen;
-    any uncaught error or console error (a CSP violation included) fails the test."""
-    contexts: list[Any] = []
-    problems = PageProblems()
-
-    def open_(url: str, **options: Any) -> Any:
-        context = browser.new_context(viewport=LAPTOP_VIEWPORT, **options)
-        context.set_default_timeout(10_000)
-        contexts.append(context)
-        page = context.new_page()
-        problems.watch(page)
-        page.goto(url)
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
-    assert problems.errors == []
-
-
-@pytest.fixture
-def make_live(
-    make_settings: Callable[..., Settings],
-) -> Iterator[Callable[..., LiveService]]:
-    started: list[Any] = []
-
-    def start(database_url: str, **overrides: Any) -> LiveService:
-        # Three suggestions per note, so a fourth code can be added from the catalogue.
-        manager = live_service(make_settings(database_url, default_top_k=3, **overrides))
-        started.append(manager)
-        return manager.__enter__()
-
-    yield start
-    for manager in reversed(started):
-        manager.__exit__(None, None, None)
-
-
-def sign_in(page: Any, role: str = "coder", coder_id: str = "") -> None:
-    page.fill("#api-key", KEYS[role])
-    page.fill("#coder-id", coder_id)
-    page.click("#sign-in-form button[type=submit]")
-
-
-def settle(page: Any) -> None:
-    """Wait until the page has finished what the last action started (it marks the workspace
-    aria-busy while it talks to the service)."""
-    page.wait_for_selector("#review-view[aria-busy='false']:not([hidden])")
-
-
-def open_note(page: Any, note_id: str) -> None:
-    page.click(f"#queue-list button:has-text('Note {note_id}')")
-    settle(page)
-    assert page.inner_text("#note-heading") == f"Note {note_id}"
-
-
-def marks(page: Any) -> list[tuple[int, int, str]]:
-    found = page.eval_on_selector_all(
-        "#note-text mark",
-        "els => els.map(e => [Number(e.dataset.start), Number(e.dataset.end), e.textContent])",
-    )
-    return [(int(start), int(end), text) for start, end, text in found]
-
-
-def code_row(page: Any, code: str) -> Any:
-    return page.locator(f'#code-list li[data-code="{code}"]')
 
 
 # -- the review flow -------------------------------------------------------------------------------
@@ -297,13 +229,13 @@ def test_keyboard_moves_decides_submits_and_goes_on(
     page.keyboard.press("Escape")  # back to the selected code
     assert page.evaluate(focused) == ranked[0]
 
-    page.keyboard.press("a")  # accept the first
-    page.keyboard.press("ArrowDown")
+    page.keyboard.press("a")  # accept the first: A moves on to the next undecided code
     assert page.evaluate(focused) == ranked[1]
-    page.keyboard.press("r")  # reject the second
-    page.keyboard.press("j")
-    page.keyboard.press("a")
-    page.keyboard.press("u")  # ... and undo the third
+    page.keyboard.press("r")  # reject the second, and move on
+    assert page.evaluate(focused) == ranked[2]
+    page.keyboard.press("a")  # the last undecided one: nothing left to move to
+    assert page.evaluate(focused) == ranked[2]
+    page.keyboard.press("u")  # ... and undo it
     page.keyboard.press("k")
     assert page.evaluate(focused) == ranked[1]
     page.keyboard.press("/")

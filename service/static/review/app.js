@@ -15,7 +15,7 @@ const SESSION_CODER = "plant-icd.review.coder";
 const PAGE_SIZE = 50;
 const SEARCH_DELAY_MS = 180;
 const DEFAULT_EVIDENCE_INFO =
-  "Select a code to highlight its evidence; darker means more weight. Point at a highlight to see which codes it supports.";
+  "The selected code's evidence is highlighted; darker means more weight. Point at the text, or tick “Show evidence of every code”, to see the evidence of the others.";
 
 const state = {
   key: null,
@@ -81,6 +81,24 @@ function isKept(decision) {
 function effective(code) {
   return state.pending.get(code) ?? state.saved.get(code) ?? null;
 }
+
+/** Suggestions above their threshold with no decision yet: a final review must decide each. */
+function undecidedRows() {
+  return state.rows.filter((row) => row.suggested && row.above_threshold && effective(row.code) === null);
+}
+
+/** Score and threshold with enough decimals that they never look equal when they are not. */
+function scoreAndThreshold(score, threshold) {
+  let digits = 2;
+  while (digits < 4 && score.toFixed(digits) === threshold.toFixed(digits) && score !== threshold) digits += 1;
+  return [score.toFixed(digits), threshold.toFixed(digits)];
+}
+
+const STATUS_BADGES = {
+  complete: ["badge done", "reviewed"],
+  in_progress: ["badge progress", "in progress"],
+  unreviewed: ["badge todo", "to review"],
+};
 
 /** Run `work` with the workspace marked aria-busy (for assistive technology, and for tests to
  * know when the page has settled). */
@@ -235,31 +253,72 @@ async function fetchQueue({ append = false } = {}) {
   return true;
 }
 
+/** The queue's items grouped by note id, in queue order: a note coded again (a client's retry,
+ * a re-sent note) shows once, its other predictions listed under it. */
+function queueGroups() {
+  const groups = [];
+  const byNote = new Map();
+  for (const item of state.queue) {
+    const group = item.note_id ? byNote.get(item.note_id) : undefined;
+    if (group) {
+      group.push(item);
+    } else {
+      const fresh = [item];
+      groups.push(fresh);
+      if (item.note_id) byNote.set(item.note_id, fresh);
+    }
+  }
+  return groups;
+}
+
+function statusBadge(item) {
+  const [className, text] = STATUS_BADGES[item.review_status] ?? STATUS_BADGES.unreviewed;
+  return make("span", className, text);
+}
+
+function queueButton(item, className, ...children) {
+  const button = make("button", className, null, ...children);
+  button.type = "button";
+  button.dataset.id = item.prediction_id;
+  if (state.prediction?.prediction_id === item.prediction_id) button.setAttribute("aria-current", "true");
+  button.addEventListener("click", () => openPrediction(item.prediction_id));
+  return button;
+}
+
 function renderQueue() {
   const list = $("queue-list");
   const focusedId = document.activeElement?.closest?.("#queue-list")
     ? document.activeElement.dataset.id
     : null;
   list.replaceChildren();
-  for (const item of state.queue) {
-    const button = make(
-      "button",
+  for (const [head, ...others] of queueGroups()) {
+    const title = make("span", "qi-title", head.note_id ? `Note ${head.note_id}` : "Note without an ID");
+    if (head.note_id) title.title = `Note ${head.note_id}`; // the whole id, when it is cut short
+    const button = queueButton(
+      head,
       "queue-item",
-      null,
-      make("span", "qi-title", item.note_id ? `Note ${item.note_id}` : "Note without an ID"),
-      make("span", "qi-date", formatDate(item.created_at)),
+      title,
+      make("span", "qi-date", formatDate(head.created_at)),
       make(
         "span",
         "qi-codes",
-        item.codes_above_threshold.length ? item.codes_above_threshold.join(", ") : "no code above threshold",
+        head.codes_above_threshold.length ? head.codes_above_threshold.join(", ") : "no code above threshold",
       ),
-      make("span", item.reviewed ? "badge done" : "badge todo", item.reviewed ? "reviewed" : "to review"),
+      statusBadge(head),
     );
-    button.type = "button";
-    button.dataset.id = item.prediction_id;
-    if (state.prediction?.prediction_id === item.prediction_id) button.setAttribute("aria-current", "true");
-    button.addEventListener("click", () => openPrediction(item.prediction_id));
-    list.append(make("li", null, null, button));
+    const entry = make("li", null, null, button);
+    if (others.length) {
+      entry.classList.add("qi-group");
+      button.append(make("span", "qi-retries", `coded ${others.length + 1} times: newest shown, earlier below`));
+      const earlier = make("ol", "retries");
+      earlier.setAttribute("aria-label", `Earlier predictions of note ${head.note_id}`);
+      others.forEach((item, index) => {
+        const label = `earlier ${index + 1}: ${formatDate(item.created_at)}`;
+        earlier.append(make("li", null, null, queueButton(item, "retry-item", make("span", "qi-date", label), statusBadge(item))));
+      });
+      entry.append(earlier);
+    }
+    list.append(entry);
   }
   if (!state.queue.length) list.append(make("li", "empty", "No predictions match these filters."));
   $("queue-count").textContent = `(${state.queue.length} of ${state.total})`;
@@ -333,7 +392,11 @@ function renderHeader() {
   const events = prediction.feedback;
   if (events.length) {
     const last = events[events.length - 1];
-    parts.push(`reviewed by ${last.coder_id} ${formatDate(last.created_at)}`);
+    const review = prediction.review;
+    const where = review.status === "complete"
+      ? "review complete"
+      : `review in progress (${review.undecided.length} above threshold undecided)`;
+    parts.push(`${where}, last by ${last.coder_id} ${formatDate(last.created_at)}`);
     const commented = [...events].reverse().find((event) => event.comment);
     if (commented) parts.push(`comment: “${commented.comment}”`);
   } else {
@@ -366,7 +429,8 @@ function renderNote() {
     }
     const mine = segment.covers.find((cover) => cover.code === state.selected);
     const span = make(mine ? "mark" : "span", null, segment.text);
-    span.className = mine ? `evidence selected w${weightLevel(mine.weight, heaviest)}` : "evidence";
+    // Other codes' evidence is drawn only on hover or with "Show evidence of every code".
+    span.className = mine ? `evidence selected w${weightLevel(mine.weight, heaviest)}` : "evidence other";
     span.dataset.segment = String(index);
     span.dataset.start = String(segment.start);
     span.dataset.end = String(segment.end);
@@ -417,8 +481,14 @@ function renderCodes() {
 
     const meta = make("span", "code-meta");
     if (row.suggested) {
+      const hasThreshold = typeof row.threshold === "number";
+      const [score, threshold] = hasThreshold
+        ? scoreAndThreshold(row.score, row.threshold)
+        : [row.score.toFixed(2), null];
+      meta.append(make("span", "score", `score ${score}`));
+      // Each code has its own tuned threshold: show it, so 0.22 above and 0.40 below make sense.
+      if (hasThreshold) meta.append(make("span", "cutoff", `threshold ${threshold}`));
       meta.append(
-        make("span", "score", `score ${row.score.toFixed(2)}`),
         make("span", row.above_threshold ? "threshold above" : "threshold below", row.above_threshold ? "above threshold" : "below threshold"),
       );
     } else {
@@ -492,12 +562,31 @@ function renderPendingSummary() {
   const counts = { accepted: 0, rejected: 0, added: 0 };
   for (const decision of state.pending.values()) counts[decision] += 1;
   const total = state.pending.size;
-  $("submit-review").disabled = total === 0;
+  const undecided = undecidedRows();
+  $("submit-review").disabled = total === 0 && !undecided.length;
+  $("save-progress").disabled = total === 0;
+  for (const id of ["accept-rest", "reject-rest"]) $(id).disabled = !undecided.length;
+  $("accept-rest").textContent = `Accept the rest (${undecided.length})`;
+  $("reject-rest").textContent = `Reject the rest (${undecided.length})`;
+  const left = undecided.length
+    ? ` ${undecided.length} above threshold undecided: ${undecided.map((row) => row.code).join(", ")}.`
+    : "";
   $("pending-summary").textContent = total
-    ? `Not saved yet: ${counts.accepted} accepted, ${counts.rejected} rejected, ${counts.added} added.`
+    ? `Not saved yet: ${counts.accepted} accepted, ${counts.rejected} rejected, ${counts.added} added.${left}`
     : state.saved.size
-      ? "All decisions on this note are saved."
-      : "No decisions yet.";
+      ? left ? `Saved so far.${left}` : "All decisions on this note are saved."
+      : `No decisions yet.${left}`;
+}
+
+/** "Accept the rest" / "Reject the rest": decide every undecided suggestion above threshold. */
+function decideTheRest(decision) {
+  const rest = undecidedRows();
+  if (!rest.length) return;
+  for (const row of rest) state.pending.set(row.code, decision);
+  state.leaveArmed = false;
+  renderNote();
+  renderCodes();
+  setStatus(`${decision === "accepted" ? "Accepted" : "Rejected"} the rest: ${rest.map((row) => row.code).join(", ")}; submit to save.`);
 }
 
 function selectCode(code, { focus = false } = {}) {
@@ -548,8 +637,22 @@ function decide(code, decision) {
     state.pending.set(code, decision);
   }
   if (state.selected !== code && state.rows.includes(row)) state.selected = code;
+  if (decision !== null && effective(code) !== null) advanceToUndecided(code);
   renderNote();
   renderCodes();
+}
+
+/** Select the next code without a decision after `code` (wrapping round), so A or R moves on
+ * and a second key press never overwrites the decision just made. */
+function advanceToUndecided(code) {
+  const start = state.rows.findIndex((row) => row.code === code);
+  for (let step = 1; step < state.rows.length; step += 1) {
+    const row = state.rows[(start + step) % state.rows.length];
+    if (effective(row.code) === null) {
+      state.selected = row.code;
+      return;
+    }
+  }
 }
 
 function addCode(code, description) {
@@ -576,12 +679,30 @@ function addCode(code, description) {
 }
 
 function submitReview() {
-  return busy(saveReview);
+  return busy(() => saveReview({ final: true }));
 }
 
-async function saveReview() {
+function saveProgress() {
+  return busy(() => saveReview({ final: false }));
+}
+
+async function saveReview({ final }) {
   const prediction = state.prediction;
   if (!prediction) return;
+  const undecided = undecidedRows();
+  if (final && undecided.length) {
+    // A final review decides every suggestion above threshold: nothing silently drops out.
+    const codes = undecided.map((row) => row.code).join(", ");
+    setAlert(
+      `Not submitted: ${undecided.length} suggestion(s) above threshold are undecided (${codes}). ` +
+        "Accept or reject each (A / R), use Accept the rest or Reject the rest, or Save progress to finish later.",
+    );
+    state.selected = undecided[0].code;
+    renderNote();
+    renderCodes();
+    focusSelectedCode();
+    return;
+  }
   if (!state.pending.size) {
     setAlert("Nothing to save: accept, reject or add at least one code first.");
     return;
@@ -589,15 +710,17 @@ async function saveReview() {
   const decisions = [...state.pending].map(([code, decision]) => ({ code, decision }));
   const comment = $("comment").value.trim();
   $("submit-review").disabled = true;
+  $("save-progress").disabled = true;
   try {
     await api.feedback(state.key, prediction.prediction_id, {
       coder_id: state.coderId,
       decisions,
       comment: comment || null,
+      final,
     });
   } catch (error) {
     renderPendingSummary();
-    handleError(error, "Could not save the review");
+    handleError(error, final ? "Could not save the review" : "Could not save progress");
     return;
   }
   const counts = { accepted: 0, rejected: 0, added: 0 };
@@ -607,6 +730,13 @@ async function saveReview() {
     .map(([decision, count]) => `${count} ${decision}`)
     .join(", ");
   state.pending.clear();
+  if (!final) {
+    await fetchQueue();
+    await fetchPrediction(prediction.prediction_id);
+    const left = undecidedRows().length;
+    setStatus(`Saved progress on ${noteLabel(prediction)} (${summary}); ${left} above threshold still undecided.`);
+    return;
+  }
   await openNext(`Saved the review of ${noteLabel(prediction)} (${summary}).`);
 }
 
@@ -631,7 +761,7 @@ async function openNext(message) {
   const present = new Set(state.queue.map((item) => item.prediction_id));
   const nextId =
     after.find((id) => present.has(id)) ??
-    state.queue.find((item) => item.prediction_id !== currentId && !item.reviewed)?.prediction_id ??
+    state.queue.find((item) => item.prediction_id !== currentId && item.review_status !== "complete")?.prediction_id ??
     null;
   if (nextId) {
     await openPrediction(nextId);
@@ -709,9 +839,20 @@ function renderSearch(query) {
     box.append(none);
   }
   box.hidden = false;
+  keepAboveSubmitBar(box);
   input.setAttribute("aria-expanded", "true");
   if (state.search.active >= 0) input.setAttribute("aria-activedescendant", `code-option-${state.search.active}`);
   else input.removeAttribute("aria-activedescendant");
+}
+
+/** The list sits in the column's flow; scroll the column so that none of it is under the sticky
+ * submit bar (scrolled to the end, the bar follows the content and covers nothing). */
+function keepAboveSubmitBar(element) {
+  const panel = element.closest(".panel");
+  const bar = panel?.querySelector(".submit-bar");
+  if (!panel || !bar) return;
+  const hidden = element.getBoundingClientRect().bottom - bar.getBoundingClientRect().top;
+  if (hidden > 0) panel.scrollTop += hidden + 4;
 }
 
 function moveSearch(step) {
@@ -780,6 +921,11 @@ async function codePastedNote() {
 
 // -- keyboard -----------------------------------------------------------------------------------
 
+function decideByKey(decision) {
+  decide(state.selected, decision);
+  focusSelectedCode(); // the selection may have moved on to the next undecided code
+}
+
 function isTyping(target) {
   return (
     target instanceof HTMLElement &&
@@ -814,8 +960,8 @@ function onKey(event) {
     j: () => moveSelection(1),
     ArrowUp: () => moveSelection(-1),
     k: () => moveSelection(-1),
-    a: () => state.selected && decide(state.selected, "accepted"),
-    r: () => state.selected && decide(state.selected, "rejected"),
+    a: () => state.selected && decideByKey("accepted"),
+    r: () => state.selected && decideByKey("rejected"),
     u: () => state.selected && decide(state.selected, null),
     n: () => goToNext(),
     "/": () => $("code-search").focus(),
@@ -848,6 +994,12 @@ function start() {
     submitReview();
   });
   $("next-note").addEventListener("click", () => goToNext());
+  $("save-progress").addEventListener("click", () => saveProgress());
+  $("accept-rest").addEventListener("click", () => decideTheRest("accepted"));
+  $("reject-rest").addEventListener("click", () => decideTheRest("rejected"));
+  $("show-all-evidence").addEventListener("change", (event) => {
+    $("note-text").classList.toggle("show-all", event.target.checked);
+  });
   $("code-search").addEventListener("input", scheduleSearch);
   $("code-search").addEventListener("keydown", onSearchKey);
   $("code-search").addEventListener("blur", () => setTimeout(closeSearch, 150));

@@ -274,3 +274,44 @@ def test_sign_in_says_what_key_to_use_in_development(
         page.inner_text("#sign-in-form").split()
     )
     shot(page, tmp_path, "sign-in", width)
+
+
+def test_evidence_items_show_source_and_flags_as_words(
+    open_page: Callable[..., Any], live: LiveService, tmp_path: Path
+) -> None:
+    """When the API's evidence items carry `source` and context flags, the list names them."""
+    import json
+
+    live.predict(NOTE, note_id="F-1")
+    page = open_page(f"{live.base_url}/review", viewport={"width": 1440, "height": 800})
+
+    def with_tags(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        for code in body["codes"]:
+            for index, highlight in enumerate(code["highlights"]):
+                highlight["source"] = "lexicon" if index == 0 else "attention"
+                highlight["flags"] = ["negated", "family"] if index == 0 else []
+        route.fulfill(response=response, body=json.dumps(body))
+
+    page.route("**/v1/predictions/*-*", with_tags)
+    sign_in(page, "coder")
+    settle(page)
+    open_note(page, "F-1")
+    first = page.locator("#evidence-list .evidence-jump >> nth=0")
+    assert first.locator(".tag").all_inner_texts() == ["lexicon", "negated", "family history"]
+    assert "(lexicon, negated, family history)" in str(first.get_attribute("aria-label"))
+    first.click()
+    assert page.evaluate("document.querySelector('#note-text mark.flash') !== null")
+    tags = page.evaluate(
+        """async () => {
+            const m = await import(new URL('review/evidence.js', document.baseURI).href);
+            return [
+                m.evidenceTags({}),
+                m.evidenceTags({source: 'attention', negated: true, hypothetical: false}),
+                m.evidenceTags({flags: {hypothetical: true, family: false}}),
+            ];
+        }"""
+    )
+    assert tags == [[], ["attention", "negated"], ["hypothetical"]]
+    shot(page, tmp_path, "evidence-tags", 1440)

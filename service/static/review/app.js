@@ -6,7 +6,7 @@
 // refuse strings (Trusted Types), so a slip here fails loudly instead of running a note's markup.
 
 import { api, ApiError, isSendableKey } from "./api.js";
-import { percent, segmentNote, weightLevel } from "./evidence.js";
+import { evidenceTags, percent, segmentNote, weightLevel } from "./evidence.js";
 
 // sessionStorage: the key lives as long as this tab, is never shared with other tabs, and is
 // gone when the tab closes; it is never written to localStorage or a cookie.
@@ -545,8 +545,11 @@ function renderEvidenceList() {
   wrap.hidden = false;
   $("evidence-code").textContent = row.code;
   for (const highlight of row.highlights) {
-    const button = make("button", "evidence-jump", null, make("q", null, highlight.text ?? ""), ` ${percent(highlight.weight)}`);
+    // Source and context flags as words, never colour alone.
+    const tags = evidenceTags(highlight).map((tag) => make("span", "tag", tag));
+    const button = make("button", "evidence-jump", null, make("q", null, highlight.text ?? ""), ` ${percent(highlight.weight)}`, ...tags);
     button.type = "button";
+    button.setAttribute("aria-label", `Show “${highlight.text ?? ""}” in the note${tags.length ? ` (${evidenceTags(highlight).join(", ")})` : ""}`);
     button.addEventListener("click", () => {
       const mark = $("note-text").querySelector(`mark[data-start="${highlight.start}"]`);
       if (!mark) return;

@@ -79,3 +79,25 @@ export function weightLevel(weight, heaviest) {
 export function percent(weight) {
   return `${Math.round(weight * 100)}%`;
 }
+
+const FLAG_LABELS = { negated: "negated", hypothetical: "hypothetical", family: "family history" };
+
+/**
+ * Text tags for one evidence item: where it came from (`source`: "lexicon" or "attention") and
+ * its context flags, when the API sends them. Flags may come as a list (["negated"]), an object
+ * ({negated: true}) or booleans on the item itself; absent fields give no tag.
+ */
+export function evidenceTags(highlight) {
+  const tags = [];
+  if (typeof highlight.source === "string" && highlight.source) tags.push(highlight.source);
+  const flags = highlight.flags;
+  const raised = new Set();
+  if (Array.isArray(flags)) {
+    for (const flag of flags) raised.add(String(flag));
+  } else if (flags && typeof flags === "object") {
+    for (const [flag, on] of Object.entries(flags)) if (on) raised.add(flag);
+  }
+  for (const flag of Object.keys(FLAG_LABELS)) if (highlight[flag] === true) raised.add(flag);
+  for (const flag of raised) tags.push(FLAG_LABELS[flag] ?? flag);
+  return tags;
+}

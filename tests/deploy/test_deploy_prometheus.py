@@ -193,7 +193,11 @@ def test_prometheus_scrapes_the_service(running_api: str, prometheus: str):
     post(
         running_api,
         f"/v1/predictions/{prediction['prediction_id']}/feedback",
-        {"coder_id": "coder-1", "decisions": [{"code": codes[0], "decision": "accepted"}]},
+        {
+            "coder_id": "coder-1",
+            "decisions": [{"code": codes[0], "decision": "accepted"}],
+            "undecided": "reject",  # a final review decides every code above threshold
+        },
         KEYS["coder"],
     )
 

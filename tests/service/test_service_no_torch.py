@@ -49,7 +49,11 @@ with TestClient(app) as client:
     pid = created.json()["prediction_id"]
     feedback = client.post(
         f"/v1/predictions/{{pid}}/feedback",
-        json={{"coder_id": "c", "decisions": [{{"code": "N44.8", "decision": "added"}}]}},
+        json={{
+            "coder_id": "c",
+            "decisions": [{{"code": "N44.8", "decision": "added"}}],
+            "undecided": "reject",
+        }},
     )
     assert feedback.status_code == 201, feedback.text
     assert client.get("/v1/feedback/export").status_code == 200

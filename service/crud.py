@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Select, and_, exists, func, or_, select, update
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, defer, raiseload, selectinload, sessionmaker
 
 from model.prediction import CodePrediction
 from service.db.models import FeedbackEvent, PredictedCode, Prediction, new_id, utc_now
@@ -205,10 +205,12 @@ def _filtered(statement: Select[Any], filters: PredictionFilters) -> Select[Any]
 
 @dataclass(frozen=True)
 class FeedbackTally:
-    """What the queue shows of a prediction's feedback: how many events, which codes decided."""
+    """What the queue shows of a prediction's feedback: how many events, which codes decided,
+    and its suggestions above threshold (in rank order), read without its other code rows."""
 
     events: int
     decided_codes: frozenset[str]
+    above_threshold: tuple[str, ...] = ()
 
 
 def list_predictions(
@@ -228,9 +230,11 @@ def list_predictions(
         if newest_first
         else (Prediction.created_at.asc(), Prediction.id.asc())
     )
+    # A summary needs neither the note text nor the ranked codes (up to 1,000 per prediction):
+    # both stay in the database, and touching them here raises instead of loading them.
     statement = (
         _filtered(select(Prediction), filters)
-        .options(selectinload(Prediction.codes))
+        .options(defer(Prediction.note_text, raiseload=True), raiseload(Prediction.codes))
         .order_by(*order)
         .limit(limit)
         .offset(offset)
@@ -238,7 +242,18 @@ def list_predictions(
     page: list[Prediction] = list(session.scalars(statement))
     counts: dict[str, int] = {}
     decided: dict[str, set[str]] = {}
+    above: dict[str, list[str]] = {}
     if page:
+        suggested = session.execute(
+            select(PredictedCode.prediction_id, PredictedCode.code)
+            .where(
+                PredictedCode.prediction_id.in_([row.id for row in page]),
+                PredictedCode.above_threshold.is_(True),
+            )
+            .order_by(PredictedCode.prediction_id, PredictedCode.rank)
+        )
+        for prediction_id, code in suggested:
+            above.setdefault(prediction_id, []).append(code)
         counted = session.execute(
             select(FeedbackEvent.prediction_id, FeedbackEvent.code, func.count(FeedbackEvent.id))
             .where(FeedbackEvent.prediction_id.in_([row.id for row in page]))
@@ -248,7 +263,14 @@ def list_predictions(
             counts[prediction_id] = counts.get(prediction_id, 0) + int(n)
             decided.setdefault(prediction_id, set()).add(code)
     tallies = [
-        (row, FeedbackTally(counts.get(row.id, 0), frozenset(decided.get(row.id, ()))))
+        (
+            row,
+            FeedbackTally(
+                counts.get(row.id, 0),
+                frozenset(decided.get(row.id, ())),
+                tuple(above.get(row.id, ())),
+            ),
+        )
         for row in page
     ]
     return tallies, int(total or 0)

@@ -176,7 +176,7 @@ def stored_prediction(row: Prediction) -> PredictionDetail:
 
 
 def prediction_summary(row: Prediction, tally: crud.FeedbackTally) -> PredictionSummary:
-    undecided = crud.undecided_codes(row, tally.decided_codes)
+    undecided = [code for code in tally.above_threshold if code not in tally.decided_codes]
     status = crud.review_status(tally.events, undecided)
     return PredictionSummary(
         prediction_id=uuid.UUID(row.id),
@@ -185,7 +185,7 @@ def prediction_summary(row: Prediction, tally: crud.FeedbackTally) -> Prediction
         encounter_id=row.encounter_id,
         model=ModelRef(name=row.model_name, version=row.model_version),
         note_chars=row.note_chars,
-        codes_above_threshold=[code.code for code in row.codes if code.above_threshold],
+        codes_above_threshold=list(tally.above_threshold),
         feedback_events=tally.events,
         reviewed=status == "complete",
         review_status=status,

@@ -67,11 +67,15 @@ class OnnxPredictor:
         *,
         highlight_tokens: int = DEFAULT_MAX_TOKENS,
         highlight_min_ratio: float = DEFAULT_MIN_RATIO,
+        max_batch_tokens: int | None = None,
     ) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be a positive number or None, got {threads}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if max_batch_tokens is not None and max_batch_tokens < 1:
+            raise ValueError(f"max_batch_tokens must be positive or None, got {max_batch_tokens}")
+        self._max_batch_tokens = max_batch_tokens
         self._bundle: Bundle = load_bundle(bundle_dir)
         metadata = self._bundle.metadata
         self._batch_size = batch_size
@@ -180,6 +184,28 @@ class OnnxPredictor:
                 raise ValueError(f"note {index} yields no tokens: send the note's text")
         return notes
 
+    def _batches(self, lengths: Sequence[int]) -> list[np.ndarray]:
+        """Note indices per graph call: notes of similar length, at most `batch_size` of them,
+        and at most `max_batch_tokens` padded tokens (B x T) unless one note alone is longer.
+
+        The graph's activations grow with B x T x codes, so the token budget, not the note
+        count, is what bounds the memory of one call. Sorting by length cuts padding; the graph
+        masks padding, so results do not depend on how notes are grouped.
+        """
+        budget = self._max_batch_tokens
+        batches: list[np.ndarray] = []
+        current: list[int] = []
+        for index in np.argsort(lengths, kind="stable").tolist():
+            width = max(int(lengths[index]), 1)  # ascending: the longest of the group so far
+            full = len(current) >= self._batch_size
+            if current and (full or (budget is not None and (len(current) + 1) * width > budget)):
+                batches.append(np.asarray(current, dtype=np.int64))
+                current = []
+            current.append(index)
+        if current:
+            batches.append(np.asarray(current, dtype=np.int64))
+        return batches
+
     def _run(
         self, notes: Sequence[TokenizedNote], with_attention: bool
     ) -> tuple[np.ndarray, list[_NoteAttention]]:
@@ -189,11 +215,8 @@ class OnnxPredictor:
         """
         logits = np.zeros((len(notes), len(self._codes)), dtype=np.float32)  # (N, C)
         attention: list[_NoteAttention | None] = [None] * len(notes)
-        # Sorting by length cuts padding; the graph masks padding, so results do not depend on it.
-        order = np.argsort([len(note) for note in notes], kind="stable")
         fetch = list(OUTPUT_NAMES) if with_attention else ["logits"]
-        for first in range(0, len(order), self._batch_size):
-            members = order[first : first + self._batch_size]
+        for members in self._batches([len(note) for note in notes]):
             input_ids, attention_mask = self._tokenizer.pad_batch([notes[i] for i in members])
             results = self._session.run(
                 fetch, {"input_ids": input_ids, "attention_mask": attention_mask}

@@ -1,8 +1,10 @@
 """The served model: the ONNX predictor, its readiness, bounded concurrency and its code catalogues.
 
 Inference runs on worker threads (never on the event loop), at most `max_concurrent_inferences`
-at once; further requests wait for a slot. Codes are checked against the catalogue of each code
-system the bundle declares (`icd10cm`, or several joined by `+`, e.g. `icd10cm+icd10pcs`).
+calls at once, each over at most `inference_token_budget` tokens; a request waits for a slot per
+chunk, and past `max_tokens_in_flight` tokens admitted new requests get 503. Codes are checked
+against the catalogue of each code system the bundle declares (`icd10cm`, or several joined by
+`+`, e.g. `icd10cm+icd10pcs`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from model.codes import CodeSystem, compact
 from model.prediction import CodePrediction
 from model.runtime import OnnxPredictor
 from service.core.metrics import Metrics
+
+
+class InferenceOverloadedError(RuntimeError):
+    """More note tokens are waiting for inference than the service admits; retry later."""
 
 
 class CodeRejectedError(ValueError):
@@ -114,10 +120,15 @@ class InferenceService:
         max_concurrent: int,
         metrics: Metrics,
         min_note_tokens: int = 0,
+        token_budget: int = 8192,
+        max_tokens_in_flight: int = 262_144,
     ) -> None:
         self.predictor = predictor
         self.metrics = metrics
         self.min_note_tokens = min_note_tokens
+        self.token_budget = token_budget
+        self.max_tokens_in_flight = max_tokens_in_flight
+        self.tokens_in_flight = 0
         self.code_system = predictor.metadata.code_system
         self.catalogues: list[Catalogue] = [
             catalogue_for(system) for system in parse_code_systems(self.code_system)
@@ -159,13 +170,70 @@ class InferenceService:
 
     # -- inference ------------------------------------------------------------------------------
 
+    def token_cost(self, text: str) -> int:
+        """An upper bound on the tokens the graph reads of `text`: every token covers at least
+        one character, and no note is read past the bundle's max_tokens."""
+        return max(1, min(len(text), self.predictor.max_tokens))
+
+    def chunks(self, texts: Sequence[str]) -> list[list[int]]:
+        """Note indices per inference call: consecutive notes of at most `token_budget`
+        estimated tokens together (a longer note goes alone)."""
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        used = 0
+        for index, text in enumerate(texts):
+            cost = self.token_cost(text)
+            if current and used + cost > self.token_budget:
+                chunks.append(current)
+                current, used = [], 0
+            current.append(index)
+            used += cost
+        if current:
+            chunks.append(current)
+        return chunks
+
+    def _admit(self, cost: int) -> None:
+        """Count `cost` tokens in flight, or InferenceOverloadedError when that would pass the
+        bound (a request larger than the bound alone is admitted only into an empty queue)."""
+        if self.tokens_in_flight and self.tokens_in_flight + cost > self.max_tokens_in_flight:
+            self.metrics.inference_rejected.inc()
+            raise InferenceOverloadedError(
+                f"the inference queue is full ({self.tokens_in_flight} of "
+                f"{self.max_tokens_in_flight} tokens in flight)"
+            )
+        self.tokens_in_flight += cost
+        self.metrics.tokens_in_flight.set(self.tokens_in_flight)
+
+    def _release(self, cost: int) -> None:
+        self.tokens_in_flight -= cost
+        self.metrics.tokens_in_flight.set(self.tokens_in_flight)
+
     async def predict(self, texts: Sequence[str], top_k: int) -> InferenceResult:
-        queued = time.perf_counter()
-        async with self._slots:
-            started = time.perf_counter()
-            self.metrics.inference_queue.observe(started - queued)
-            predictions = await anyio.to_thread.run_sync(self.predictor.predict, texts, top_k)
-            elapsed = time.perf_counter() - started
+        """Ranked codes per note. Memory is bounded twice: the notes admitted at once (503 past
+        `max_tokens_in_flight`) and the tokens of one inference call (`token_budget`).
+
+        A request runs as chunks of at most `token_budget` tokens, each taking an inference slot
+        in turn; slots are handed out first come, first served per chunk, so a short note waits
+        for at most one chunk of a large batch, not for the whole batch.
+        """
+        cost = sum(self.token_cost(text) for text in texts)
+        self._admit(cost)
+        predictions: list[list[CodePrediction]] = [[] for _ in texts]
+        elapsed = 0.0
+        try:
+            for chunk in self.chunks(texts):
+                queued = time.perf_counter()
+                async with self._slots:
+                    started = time.perf_counter()
+                    self.metrics.inference_queue.observe(started - queued)
+                    answered = await anyio.to_thread.run_sync(
+                        self.predictor.predict, [texts[i] for i in chunk], top_k
+                    )
+                    elapsed += time.perf_counter() - started
+                for index, ranked in zip(chunk, answered, strict=True):
+                    predictions[index] = ranked
+        finally:
+            self._release(cost)
         abstentions: list[str | None] = [None] * len(predictions)
         if self.min_note_tokens > 0:
             counts = await anyio.to_thread.run_sync(known_word_tokens, self.predictor, texts)

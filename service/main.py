@@ -71,7 +71,11 @@ def database_timeout(settings: Settings) -> float:
 
 
 def load_predictor(settings: Settings) -> OnnxPredictor:
-    return OnnxPredictor(settings.bundle_dir, threads=settings.inference_threads)
+    return OnnxPredictor(
+        settings.bundle_dir,
+        threads=settings.inference_threads,
+        max_batch_tokens=settings.inference_token_budget,
+    )
 
 
 def _version() -> str:
@@ -136,6 +140,8 @@ def _lifespan(
                 max_concurrent=settings.max_concurrent_inferences,
                 metrics=metrics_,
                 min_note_tokens=settings.min_note_tokens,
+                token_budget=settings.inference_token_budget,
+                max_tokens_in_flight=settings.max_tokens_in_flight,
             )
             metrics_.model_info.labels(name=predictor.name, version=predictor.version).set(1)
             app.state.inference = inference

@@ -119,6 +119,19 @@ class Settings(BaseSettings):
     max_concurrent_inferences: int = Field(
         default=2, ge=1, description="inferences run at once; further requests wait"
     )
+    inference_token_budget: int = Field(
+        default=8192,
+        ge=1,
+        description="most note tokens (notes x padded length) in one inference call: bounds the "
+        "model's working memory; larger batches run as several calls",
+    )
+    max_tokens_in_flight: int = Field(
+        default=262_144,
+        ge=1,
+        description="most note tokens admitted for inference at once (running and waiting, "
+        "estimated as min(characters, the bundle's max_tokens) per note); past it 503 with "
+        "Retry-After",
+    )
     api_keys: list[ApiKey] = Field(
         default_factory=list, description="JSON list of {name, role, sha256}"
     )

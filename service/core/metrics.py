@@ -78,6 +78,16 @@ class Metrics:
             ["operation"],
             registry=self.registry,
         )
+        self.tokens_in_flight = Gauge(
+            "plant_icd_inference_tokens_in_flight",
+            "Note tokens admitted for inference and not yet answered (estimated, upper bound)",
+            registry=self.registry,
+        )
+        self.inference_rejected = Counter(
+            "plant_icd_inference_rejected",
+            "Prediction requests refused with 503 because the inference queue was full",
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "plant_icd_model_info",
             "The served model bundle (value 1)",

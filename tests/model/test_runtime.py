@@ -91,6 +91,38 @@ def test_batching_by_length_keeps_order_and_values(predictor: OnnxPredictor) -> 
     np.testing.assert_allclose(wide.scores(NOTES), batched, rtol=1e-6, atol=1e-7)
 
 
+def test_a_token_budget_bounds_each_graph_call(bundle_dir: Path) -> None:
+    """Every graph call reads at most max_batch_tokens padded tokens (one note alone may be
+    longer), and the answers are those of unbounded batching."""
+    unbounded = OnnxPredictor(bundle_dir)
+    bounded = OnnxPredictor(bundle_dir, max_batch_tokens=24)
+    shapes: list[tuple[int, ...]] = []
+    run = bounded._session.run
+
+    def recording_run(fetch: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        shapes.append(feeds["input_ids"].shape)
+        return run(fetch, feeds)
+
+    bounded._session = type("Recorded", (), {"run": staticmethod(recording_run)})()
+    notes = NOTES * 4  # 20 notes, up to 16 tokens each
+    expected = unbounded.predict(notes, top_k=3)
+    answered = bounded.predict(notes, top_k=3)
+    assert [[c.code for c in ranked] for ranked in answered] == [
+        [c.code for c in ranked] for ranked in expected
+    ]
+    np.testing.assert_allclose(
+        [[c.score for c in ranked] for ranked in answered],
+        [[c.score for c in ranked] for ranked in expected],
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    assert len(shapes) > 2  # one unbounded call would have held 16 notes
+    assert all(rows * width <= 24 or rows == 1 for rows, width in shapes)
+    assert sum(rows for rows, _ in shapes) == len(notes)
+    with pytest.raises(ValueError, match="max_batch_tokens must be positive"):
+        OnnxPredictor(bundle_dir, max_batch_tokens=0)
+
+
 def test_notes_are_truncated_to_max_tokens(predictor: OnnxPredictor) -> None:
     long_note = NOTES[2]
     assert len(predictor.tokenizer.encode(long_note)) > 16

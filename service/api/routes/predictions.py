@@ -59,7 +59,7 @@ from service.core.security import Principal
 from service.db.models import Prediction, utc_now
 from service.db.session import UNAVAILABLE_ERRORS
 from service.db.work import Database
-from service.inference import InferenceService
+from service.inference import InferenceOverloadedError, InferenceService
 from service.schemas import (
     BatchIn,
     BatchOut,
@@ -178,6 +178,12 @@ async def _predict_and_record(
         result = await inference.predict([note.text for note in notes], max(top_ks))
     except ValueError as error:  # the runtime names the note and what to send instead
         raise HTTPException(422, detail=str(error)) from None
+    except InferenceOverloadedError as error:
+        raise HTTPException(
+            503,
+            detail=f"{error}: nothing was recorded; retry in {settings.retry_after_seconds} s",
+            headers={"Retry-After": str(settings.retry_after_seconds)},
+        ) from None
     ranked = [codes[:k] for codes, k in zip(result.predictions, top_ks, strict=True)]
     records = [
         crud.NoteRecord(

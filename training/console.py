@@ -87,28 +87,42 @@ def _status_text(status: dict[str, float]) -> str:
 
 
 class LineProgress:
-    """Progress for logs and pipes: a line when a stage starts, one per epoch, one when it ends,
-    each with the elapsed time, and never a redrawn bar."""
+    """Progress for logs and pipes: a line when a stage starts, one per epoch, and one when it
+    ends (when the next stage starts, or at `close`: early stopping can end a stage before its
+    planned steps), each with the elapsed time; never a redrawn bar."""
 
     def __init__(self, write: Callable[[str], None]) -> None:
         self.write = write
-        self.started: dict[str, float] = {}
-        self.finished: set[str] = set()
+        self.stage: str | None = None
+        self.started = 0.0
+        self.steps = 0
+        self.status: dict[str, float] = {}
 
     def __call__(self, stage: str, done: int, total: int, status: dict[str, float]) -> None:
-        now = time.monotonic()
-        if stage not in self.started:
-            self.started[stage] = now
-            self.write(f"{stage}: started ({total} steps)")
-        elapsed = now - self.started[stage]
+        if stage != self.stage:
+            self.close()
+            self.stage, self.started = stage, time.monotonic()
+            self.write(f"{stage}: started ({total} steps planned)")
+        self.steps = done
+        elapsed = time.monotonic() - self.started
         if "epoch" in status:
             self.write(
-                f"{stage}: epoch {int(status['epoch'])} {_status_text(status)} "
-                f"({elapsed:.0f} s)".replace("  (", " (")
+                f"{stage}: epoch {int(status['epoch'])} {_status_text(status)} ({elapsed:.0f} s)"
             )
-        elif done >= total and stage not in self.finished:
-            self.finished.add(stage)
-            self.write(f"{stage}: done, {total} steps in {elapsed:.0f} s  {_status_text(status)}")
+        else:
+            self.status = status
+
+    def close(self) -> None:
+        """End the current stage's line, if a stage is running."""
+        if self.stage is None:
+            return
+        elapsed = time.monotonic() - self.started
+        last = _status_text(self.status)
+        self.write(
+            f"{self.stage}: done, {self.steps} steps in {elapsed:.0f} s"
+            + (f"; {last}" if last else "")
+        )
+        self.stage, self.status = None, {}
 
 
 @contextmanager
@@ -116,7 +130,11 @@ def training_progress() -> Iterator[Notify]:
     """Bars with rate and ETA at a terminal (stderr); plain lines, one per stage start, epoch and
     stage end, when stderr is a log or a pipe."""
     if not console.is_terminal:
-        yield LineProgress(lambda line: console.print(line, markup=False, highlight=False))
+        lines = LineProgress(lambda line: console.print(line, markup=False, highlight=False))
+        try:
+            yield lines
+        finally:
+            lines.close()
         return
     with progress_bar() as progress:
         tasks: dict[str, Any] = {}

@@ -210,12 +210,14 @@ def test_progress_in_a_log_is_one_line_per_stage_and_epoch() -> None:
     notify = LineProgress(lines.append)
     for step in range(1, 101):
         notify("lm", step, 100, {"loss": 2.0})
-    for step in range(1, 5):
-        notify("attention", step, 4, {"loss": 1.5})
-    notify("attention", 4, 4, {"epoch": 1, "dev_map": 0.25})
-    assert len(lines) == 5
-    assert lines[0] == "lm: started (100 steps)"
-    assert lines[1].startswith("lm: done, 100 steps in ") and "loss 2.0000" in lines[1]
-    assert lines[2] == "attention: started (4 steps)"
-    assert lines[3].startswith("attention: done, 4 steps in ")
-    assert lines[4].startswith("attention: epoch 1 dev_map 0.2500 (")
+    for step in range(1, 5):  # 4 of 8 planned steps: early stopping after epoch 1
+        notify("attention", step, 8, {"loss": 1.5})
+    notify("attention", 4, 8, {"epoch": 1, "train_loss": 1.5, "dev_map": 0.25})
+    notify.close()
+    notify.close()  # closing twice writes nothing more
+    assert len(lines) == 5, lines
+    assert lines[0] == "lm: started (100 steps planned)"
+    assert lines[1].startswith("lm: done, 100 steps in ") and lines[1].endswith("; loss 2.0000")
+    assert lines[2] == "attention: started (8 steps planned)"
+    assert lines[3].startswith("attention: epoch 1 train_loss 1.5000  dev_map 0.2500 (")
+    assert lines[4].startswith("attention: done, 4 steps in ")

@@ -27,6 +27,8 @@ class NoteRecord:
     note_id: str | None
     encounter_id: str | None
     top_k: int
+    # The patient, as the FHIR reference the EHR sent; the JSON API has no subject field.
+    subject_reference: str | None = None
 
 
 def note_sha256(text: str) -> str:
@@ -72,6 +74,7 @@ def record_predictions(
             created_at=created_at,
             note_id=note.note_id,
             encounter_id=note.encounter_id,
+            subject_reference=note.subject_reference,
             note_text=note.text if store_note_text else None,
             note_sha256=note_sha256(note.text),
             note_chars=len(note.text),
@@ -154,6 +157,33 @@ def get_prediction(session: Session, *, prediction_id: str) -> Prediction | None
         .options(selectinload(Prediction.codes), selectinload(Prediction.feedback))
     )
     return session.scalars(statement).one_or_none()
+
+
+def find_by_references(
+    session: Session,
+    *,
+    prediction_id: str | None = None,
+    encounter_ids: Sequence[str] = (),
+    subject_references: Sequence[str] = (),
+    limit: int,
+) -> tuple[list[Prediction], int]:
+    """Predictions matching every given criterion (an id, one of `encounter_ids`, one of
+    `subject_references`), newest first, with codes and feedback loaded: at most `limit` of
+    them, and how many match in all."""
+    statement = select(Prediction)
+    if prediction_id is not None:
+        statement = statement.where(Prediction.id == prediction_id)
+    if encounter_ids:
+        statement = statement.where(Prediction.encounter_id.in_(list(encounter_ids)))
+    if subject_references:
+        statement = statement.where(Prediction.subject_reference.in_(list(subject_references)))
+    total = session.scalar(statement.with_only_columns(func.count(Prediction.id)))
+    rows = session.scalars(
+        statement.options(selectinload(Prediction.codes), selectinload(Prediction.feedback))
+        .order_by(Prediction.created_at.desc(), Prediction.id.desc())
+        .limit(limit)
+    )
+    return list(rows), int(total or 0)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from service.api.middleware import (
     AuthenticationMiddleware,
     BodySizeLimitMiddleware,
     FailedKeyThrottle,
+    FhirErrorMiddleware,
     RequestContextMiddleware,
     SecurityHeadersMiddleware,
 )
@@ -32,6 +33,7 @@ from service.api.routes import (
     codes,
     docs,
     feedback,
+    fhir,
     health,
     me,
     metrics,
@@ -209,11 +211,13 @@ def create_app(
         health.router,
         review.router,
         docs.router,
+        fhir.router,
     ):
         app.include_router(router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
     install_error_handlers(app)
+    fhir.install_fhir_errors(app)
 
     # Innermost first: the key is checked before the app reads a body, but after CORS answered a
     # preflight (which carries no key by design).
@@ -235,4 +239,7 @@ def create_app(
     app.add_middleware(SecurityHeadersMiddleware)
     # Added last, so it is outermost: it sees every response, CORS preflights included.
     app.add_middleware(RequestContextMiddleware, metrics=app_metrics)
+    # Outside even that, so the 500 it writes for an unhandled error reaches FHIR clients as an
+    # OperationOutcome too.
+    app.add_middleware(FhirErrorMiddleware)
     return app

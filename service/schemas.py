@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from service.crud import ReviewStatus
+from service.crud import NoteRecord, ReviewStatus
 
 Decision = Literal["accepted", "rejected", "added"]
 
@@ -75,6 +75,12 @@ class NoteIn(BaseModel):
     top_k: StrictInt | None = Field(
         None, ge=1, le=1000, description="codes to return, best first (default: a setting)"
     )
+
+    def audit_record(self, *, top_k: int) -> NoteRecord:
+        """What the audit row keeps of this note (`top_k`: the depth actually ranked)."""
+        return NoteRecord(
+            text=self.text, note_id=self.note_id, encounter_id=self.encounter_id, top_k=top_k
+        )
 
 
 class BatchIn(BaseModel):

@@ -15,13 +15,15 @@ import time
 import uuid
 from collections import deque
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.logging import client_var, get_logger, request_id_var
 from service.core.metrics import UNMEASURED_ROUTES, Metrics
 from service.core.security import MISSING_KEY_MESSAGE, UNKNOWN_KEY_MESSAGE, KeyRing
+from service.fhir.outcome import outcome_from_api_error
+from service.fhir.vocabulary import FHIR_JSON
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Accept a caller's id only if it is short and plain: it goes into every log line.
@@ -170,11 +172,12 @@ class BodySizeLimitMiddleware:
 
 # Responses under these prefixes can hold note text or highlights cut from it: no cache (browser,
 # proxy) may keep a copy.
-NO_STORE_PREFIXES = ("/v1/",)
+NO_STORE_PREFIXES = ("/v1/", "/fhir/")
 
 
 class SecurityHeadersMiddleware:
-    """`X-Content-Type-Options: nosniff` on every response; `Cache-Control: no-store` on /v1/."""
+    """`X-Content-Type-Options: nosniff` on every response; `Cache-Control: no-store` on /v1/
+    and /fhir/."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -199,7 +202,9 @@ class SecurityHeadersMiddleware:
 # -- authentication before the body -------------------------------------------------------------
 
 PRINCIPAL_SCOPE_KEY = "plant_icd.principal"
-AUTHENTICATED_PREFIX = "/v1/"
+AUTHENTICATED_PREFIXES = ("/v1/", "/fhir/")
+# Served without a key: a FHIR client reads the CapabilityStatement before it has one.
+OPEN_PATHS = frozenset({"/fhir/r4/metadata"})
 THROTTLE_WINDOW_SECONDS = 60.0
 # Addresses remembered at once; beyond it the oldest are forgotten (memory stays bounded even
 # when failures come from many addresses).
@@ -269,8 +274,12 @@ async def _send_json(
     await send({"type": "http.response.body", "body": payload})
 
 
+def requires_key(path: str) -> bool:
+    return path.startswith(AUTHENTICATED_PREFIXES) and path not in OPEN_PATHS
+
+
 class AuthenticationMiddleware:
-    """Checks the API key of every /v1/ request before anything reads its body.
+    """Checks the API key of every /v1/ and /fhir/ request before anything reads its body.
 
     FastAPI parses the body before it runs dependencies, so a check in a dependency alone would
     let a caller without a key make the service read and parse up to the body limit. The found
@@ -284,9 +293,7 @@ class AuthenticationMiddleware:
         self.throttle = throttle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(
-            AUTHENTICATED_PREFIX
-        ):
+        if scope["type"] != "http" or not requires_key(str(scope.get("path", ""))):
             await self.app(scope, receive, send)
             return
         key = presented_key(scope)
@@ -325,3 +332,58 @@ class AuthenticationMiddleware:
             {"detail": detail, "request_id": request_id_var.get()},
             {"WWW-Authenticate": "Bearer"},
         )
+
+
+# -- FHIR errors --------------------------------------------------------------------------------
+
+FHIR_PREFIX = "/fhir/"
+
+
+class FhirErrorMiddleware:
+    """On /fhir/ paths, re-expresses the API's JSON errors (`{"detail", "errors"?}`: a missing
+    key, a body over the limit, an invalid query parameter, an internal error) as an
+    OperationOutcome with the same status and headers, so a FHIR client reads every answer.
+
+    Outermost, so it also sees the 500 that RequestContextMiddleware writes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(FHIR_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        chunks: list[bytes] = []
+
+        async def send_as_fhir(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start":
+                content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
+                if message["status"] >= 400 and content_type.startswith("application/json"):
+                    held = message  # an API error: rewritten once its body is whole
+                    return
+            elif message["type"] == "http.response.body" and held is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                await self._send_outcome(send, held, b"".join(chunks))
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_as_fhir)
+
+    @staticmethod
+    async def _send_outcome(send: Send, start: Message, body: bytes) -> None:
+        try:
+            error = json.loads(body)
+        except ValueError:
+            error = {}
+        status = int(start["status"])
+        outcome = outcome_from_api_error(status, error if isinstance(error, dict) else {})
+        payload = outcome.model_dump_json(exclude_none=True).encode()
+        headers = MutableHeaders(raw=list(start.get("headers", [])))
+        headers["content-type"] = f"{FHIR_JSON}; charset=utf-8"
+        headers["content-length"] = str(len(payload))
+        await send({**start, "headers": headers.raw})
+        await send({"type": "http.response.body", "body": payload})

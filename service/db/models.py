@@ -88,6 +88,9 @@ class Prediction(Base):
     __table_args__ = (
         Index("ix_predictions_created_at", "created_at"),
         Index("ix_predictions_note_id", "note_id"),
+        # The FHIR searches (Condition?encounter=..., ?subject=...) look predictions up by these.
+        Index("ix_predictions_encounter_id", "encounter_id"),
+        Index("ix_predictions_subject_reference", "subject_reference"),
         # A retried request (same key holder, same Idempotency-Key) finds its predictions here;
         # NULL keys never collide.
         Index(
@@ -103,6 +106,9 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now)
     note_id: Mapped[str | None] = mapped_column(String(200))
     encounter_id: Mapped[str | None] = mapped_column(String(200))
+    # The patient the note is about, as the FHIR reference the EHR sent (`Patient/123`); NULL for
+    # notes sent to the JSON API, which has no subject field.
+    subject_reference: Mapped[str | None] = mapped_column(String(200))
     # NULL when text storage is off or the retention purge has run; the sha256 always stays.
     note_text: Mapped[str | None] = mapped_column(Text)
     note_sha256: Mapped[str] = mapped_column(String(64))

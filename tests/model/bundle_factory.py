@@ -120,12 +120,14 @@ def build_tiny_bundle(
     max_tokens: int = 32,
     per_code_thresholds: Sequence[float] | None = None,
     seed: int = 0,
+    code_system: str = "icd10cm",
 ) -> Path:
     """Write a complete bundle into `directory` and return it.
 
     `codes` defaults to DEFAULT_CODES; a code there keeps its keywords, any other code gets none
     (its logits are small noise). `top_k` defaults to min(3, n_codes), smaller than n_codes so
-    tests see codes without highlights.
+    tests see codes without highlights. `code_system` is what bundle.json declares
+    (`icd10cm+icd10pcs` for a model of diagnoses and procedures).
     """
     bundle_dir = Path(directory)
     bundle_dir.mkdir(parents=True, exist_ok=True)
@@ -167,7 +169,7 @@ def build_tiny_bundle(
             {"code": code, "description": f"Test code {code} ({', '.join(words) or 'no words'})"}
             for code, words in zip(code_list, keywords, strict=True)
         ],
-        "code_system": "icd10cm",
+        "code_system": code_system,
         "thresholds": {"global_threshold": 0.5, "per_code": thresholds, "min_positives": 2},
         "max_tokens": max_tokens,
         "top_k_export": k,

@@ -109,7 +109,9 @@ IdempotencyKey = Annotated[
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class PredictionOutcome:
+    """The predictions to answer with, and whether they replay an earlier request's."""
+
     predictions: list[PredictionOut]
     replayed: bool
 
@@ -126,7 +128,7 @@ def _request_sha256(route: str, notes: list[NoteIn]) -> str:
 
 def _replay(
     rows: list[Prediction], notes: list[NoteIn], idempotency: crud.IdempotentRequest
-) -> _Outcome:
+) -> PredictionOutcome:
     """The original response for a retried request, or 422 when the key came with another body."""
     if rows[0].request_sha256 != idempotency.request_sha256 or len(rows) != len(notes):
         raise HTTPException(
@@ -137,13 +139,13 @@ def _replay(
         )
     # Highlight text is cut from the text as sent, which the fingerprint proves unchanged, so a
     # replay is whole even when note text is not stored.
-    return _Outcome(
+    return PredictionOutcome(
         [replayed_prediction(row, note.text) for row, note in zip(rows, notes, strict=True)],
         replayed=True,
     )
 
 
-async def _predict_and_record(
+async def predict_and_record(
     notes: list[NoteIn],
     *,
     route: str,
@@ -154,7 +156,10 @@ async def _predict_and_record(
     metrics: Metrics,
     database: Database,
     client_gone: Callable[[], Awaitable[bool]],
-) -> _Outcome:
+) -> PredictionOutcome:
+    """Code `notes` and commit them to the audit log, or replay the predictions an earlier
+    request with the same Idempotency-Key made. Every route that codes notes goes through here
+    (the JSON routes and FHIR's $code); `route` keeps their keys' fingerprints apart."""
     _check_sizes(notes, settings)
     idempotency = (
         None
@@ -185,12 +190,7 @@ async def _predict_and_record(
             headers={"Retry-After": str(settings.retry_after_seconds)},
         ) from None
     ranked = [codes[:k] for codes, k in zip(result.predictions, top_ks, strict=True)]
-    records = [
-        crud.NoteRecord(
-            text=note.text, note_id=note.note_id, encounter_id=note.encounter_id, top_k=k
-        )
-        for note, k in zip(notes, top_ks, strict=True)
-    ]
+    records = [note.audit_record(top_k=k) for note, k in zip(notes, top_ks, strict=True)]
     record = partial(
         crud.record_predictions,
         notes=records,
@@ -229,7 +229,7 @@ async def _predict_and_record(
         metrics.db_write_errors.labels(operation="prediction").inc()
         raise
     metrics.predictions.inc(len(rows))
-    return _Outcome(
+    return PredictionOutcome(
         [
             fresh_prediction(row, codes, result.elapsed_ms, abstention)
             for row, codes, abstention in zip(rows, ranked, result.abstentions, strict=True)
@@ -250,8 +250,8 @@ async def _confirm_delivery(database: Database, prediction_ids: list[str]) -> No
         )
 
 
-async def _deliver(
-    outcome: _Outcome,
+async def deliver(
+    outcome: PredictionOutcome,
     request: Request,
     response: Response,
     background: BackgroundTasks,
@@ -291,7 +291,7 @@ async def create_prediction(
 
     Highlights are `[start, end)` offsets into `text` as sent. Answered only once recorded.
     """
-    outcome = await _predict_and_record(
+    outcome = await predict_and_record(
         [note],
         route="single",
         idempotency_key=idempotency_key,
@@ -304,7 +304,7 @@ async def create_prediction(
     )
     (prediction,) = outcome.predictions
     response.headers["Location"] = f"/v1/predictions/{prediction.prediction_id}"
-    await _deliver(outcome, request, response, background, database)
+    await deliver(outcome, request, response, background, database)
     return prediction
 
 
@@ -327,7 +327,7 @@ async def create_predictions(
     idempotency_key: IdempotencyKey = None,
 ) -> BatchOut:
     """One prediction per note, in the order sent; all are recorded in one transaction."""
-    outcome = await _predict_and_record(
+    outcome = await predict_and_record(
         batch.notes,
         route="batch",
         idempotency_key=idempotency_key,
@@ -338,7 +338,7 @@ async def create_predictions(
         database=database,
         client_gone=request.is_disconnected,
     )
-    await _deliver(outcome, request, response, background, database)
+    await deliver(outcome, request, response, background, database)
     return BatchOut(predictions=outcome.predictions)
 
 

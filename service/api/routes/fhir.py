@@ -1,0 +1,661 @@
+"""HL7 FHIR R4: POST /fhir/r4/DocumentReference/$code codes a note sent as a DocumentReference,
+GET /fhir/r4/Condition and /Procedure return the codes of recorded predictions with the coders'
+decisions, GET /fhir/r4/metadata describes it all.
+
+$code goes through the same path as POST /v1/predictions (the same model call, the same audit
+row, the same Idempotency-Key), so the review queue and feedback work unchanged. Errors are
+OperationOutcome resources with the JSON API's status codes; the JSON API's own errors on these
+paths (keys, limits) are re-expressed by `FhirErrorMiddleware`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from functools import partial
+from typing import Annotated, Any
+
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    FastAPI,
+    Query,
+    Request,
+    Response,
+)
+from fhir.resources.R4B.condition import Condition
+from pydantic import BaseModel
+
+from service import crud
+from service.api.convert import stored_prediction
+from service.api.deps import (
+    DatabaseDep,
+    EhrDep,
+    InferenceDep,
+    MetricsDep,
+    SettingsDep,
+    require_role,
+)
+from service.api.routes.predictions import IdempotencyKey, deliver, predict_and_record
+from service.core.security import Principal
+from service.db.models import Prediction
+from service.db.work import Database
+from service.fhir.capability import capability_statement
+from service.fhir.documents import COUNT_PARAMETER, DOCUMENT_PARAMETER, read_code_request
+from service.fhir.outcome import FhirError, Problem, operation_outcome
+from service.fhir.resources import (
+    CodedResource,
+    CodedResult,
+    Origin,
+    code_system_of,
+    coded_resource,
+    coding_bundle,
+    parse_resource_id,
+    search_bundle,
+)
+from service.fhir.vocabulary import (
+    FHIR_CODE_SYSTEMS,
+    FHIR_JSON,
+    JSON_MEDIA_TYPES,
+    NOTE_TEXT_EXTENSION,
+    PLAIN_JSON,
+    Verification,
+)
+from service.inference import InferenceService
+from service.schemas import ModelRef
+
+router = APIRouter(prefix="/fhir/r4", tags=["fhir"])
+
+# Searches answer every match in one Bundle; past this many predictions they ask for a
+# narrower search instead of paging.
+MAX_SEARCH_PREDICTIONS = 200
+ResultReaderDep = Annotated[Principal, Depends(require_role("ehr", "coder"))]
+
+
+class FhirResponse(Response):
+    media_type = FHIR_JSON
+
+
+def fhir_response(
+    resource: BaseModel,
+    media_type: str = FHIR_JSON,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return Response(
+        resource.model_dump_json(exclude_none=True),
+        status_code=status_code,
+        media_type=f"{media_type}; charset=utf-8",
+        headers=headers,
+    )
+
+
+async def fhir_error_response(request: Request, error: Exception) -> Response:
+    """The app's handler for FhirError: an OperationOutcome with the error's status."""
+    assert isinstance(error, FhirError)
+    return fhir_response(
+        operation_outcome(error.status, error.problems),
+        status_code=error.status,
+        headers=error.headers,
+    )
+
+
+def install_fhir_errors(app: FastAPI) -> None:
+    app.add_exception_handler(FhirError, fhir_error_response)
+
+
+# -- content negotiation ------------------------------------------------------------------------
+
+
+def negotiated_media_type(request: Request) -> str:
+    """application/fhir+json unless the client asks for application/json; 406 for anything
+    else (`_format` wins over Accept, as FHIR defines)."""
+    wanted = request.query_params.get("_format") or request.headers.get("accept") or ""
+    ranges = [part.split(";")[0].strip().lower() for part in wanted.split(",") if part.strip()]
+    if not ranges:
+        return FHIR_JSON
+    for media_range in ranges:
+        if media_range in (FHIR_JSON, "json", "*/*", "application/*"):
+            return FHIR_JSON
+        if media_range == PLAIN_JSON:
+            return PLAIN_JSON
+    where = "http._format" if request.query_params.get("_format") else "http.Accept"
+    raise FhirError(
+        406,
+        [
+            Problem(
+                f"cannot answer as {wanted!r}: this server speaks FHIR JSON only; ask for "
+                f"{FHIR_JSON} (or leave Accept out)",
+                where,
+                code="not-supported",
+            )
+        ],
+    )
+
+
+MediaTypeDep = Annotated[str, Depends(negotiated_media_type)]
+
+
+async def read_json_body(request: Request) -> Any:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() not in JSON_MEDIA_TYPES:
+        shown = repr(content_type) if content_type else "missing"
+        raise FhirError(
+            415,
+            [
+                Problem(
+                    f"Content-Type is {shown}: send the resource as {FHIR_JSON}",
+                    "http.Content-Type",
+                    code="not-supported",
+                )
+            ],
+        )
+    body = await request.body()
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        message = f"the body is not UTF-8 (byte {body[error.start]:#04x} at position "
+        message += f"{error.start}): send FHIR JSON encoded as UTF-8"
+    except json.JSONDecodeError as error:
+        message = f"the body is not JSON ({error.msg} at line {error.lineno} column "
+        message += f"{error.colno}): send a FHIR JSON resource"
+    except RecursionError:
+        message = "the body nests too deeply to be a FHIR resource"
+    raise FhirError(400, [Problem(message, code="structure")])
+
+
+# -- OpenAPI ------------------------------------------------------------------------------------
+
+_RESOURCE_SCHEMA = {"type": "object", "required": ["resourceType"]}
+
+
+def _closed(required: list[str], **properties: Any) -> dict[str, Any]:
+    """An object schema with exactly these properties (FHIR refuses unknown elements)."""
+    return {
+        "type": "object",
+        "required": required,
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+_PLAIN_TEXT_TYPES = ["text/plain", "text/plain; charset=utf-8", "text/plain; charset=iso-8859-1"]
+_ATTACHMENT_SCHEMA = {
+    "oneOf": [
+        _closed(
+            ["contentType", "data"],
+            contentType={"enum": _PLAIN_TEXT_TYPES},
+            data={"type": "string", "format": "byte", "description": "the note, base64"},
+        ),
+        _closed(
+            ["contentType", "extension"],
+            contentType={"enum": _PLAIN_TEXT_TYPES},
+            extension={
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 1,
+                "items": _closed(
+                    ["url", "valueString"],
+                    url={"const": NOTE_TEXT_EXTENSION},
+                    valueString={"type": "string", "description": "the note as plain text"},
+                ),
+            },
+        ),
+    ]
+}
+
+
+def _reference_schema(resource_type: str) -> dict[str, Any]:
+    return _closed(
+        ["reference"],
+        reference={"type": "string", "pattern": f"^{resource_type}/[A-Za-z0-9.-]{{1,64}}$"},
+    )
+
+
+_DOCUMENT_SCHEMA: dict[str, Any] = {
+    **_closed(
+        ["resourceType", "status", "subject", "content"],
+        resourceType={"const": "DocumentReference"},
+        id={"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"},
+        status={"enum": ["current", "superseded", "entered-in-error"]},
+        subject=_reference_schema("Patient"),
+        context=_closed(
+            [],
+            encounter={"type": "array", "maxItems": 1, "items": _reference_schema("Encounter")},
+        ),
+        content={
+            "type": "array",
+            "minItems": 1,
+            "items": _closed(["attachment"], attachment=_ATTACHMENT_SCHEMA),
+        },
+    ),
+    "example": {
+        "resourceType": "DocumentReference",
+        "id": "note-1",
+        "status": "current",
+        "subject": {"reference": "Patient/123"},
+        "context": {"encounter": [{"reference": "Encounter/456"}]},
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/plain; charset=utf-8",
+                    "data": "RmV2ZXIgYW5kIHByb2R1Y3RpdmUgY291Z2gu",
+                }
+            }
+        ],
+    },
+}
+_PARAMETERS_SCHEMA: dict[str, Any] = _closed(
+    ["resourceType", "parameter"],
+    resourceType={"const": "Parameters"},
+    parameter={
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 2,
+        "items": {
+            "oneOf": [
+                _closed(
+                    ["name", "resource"],
+                    name={"const": DOCUMENT_PARAMETER},
+                    resource=_DOCUMENT_SCHEMA,
+                ),
+                _closed(
+                    ["name", "valueInteger"],
+                    name={"const": COUNT_PARAMETER},
+                    valueInteger={"type": "integer", "minimum": 1, "maximum": 1000},
+                ),
+            ]
+        },
+    },
+)
+_CODE_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        media_type: {"schema": {"oneOf": [_DOCUMENT_SCHEMA, _PARAMETERS_SCHEMA]}}
+        for media_type in JSON_MEDIA_TYPES
+    },
+}
+
+
+def _fhir_content(resource_type: str, description: str) -> dict[str, Any]:
+    schema = {**_RESOURCE_SCHEMA, "properties": {"resourceType": {"const": resource_type}}}
+    return {"description": description, "content": {FHIR_JSON: {"schema": schema}}}
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "the body is not UTF-8 JSON",
+    401: "no API key, or an unknown one",
+    403: "the key's role may not do this",
+    404: "no such resource",
+    406: "the client asked for a format other than FHIR JSON",
+    413: "the note or the body is over the configured limit",
+    415: "the body is not application/fhir+json (or application/json)",
+    422: "the resource or a parameter is invalid; each issue names its path",
+    503: "the model is warming up or the database is unavailable; retry after Retry-After",
+}
+
+
+def _responses(success: str, description: str, *errors: int) -> dict[int | str, dict[str, Any]]:
+    responses: dict[int | str, dict[str, Any]] = {200: _fhir_content(success, description)}
+    for status in errors:
+        responses[status] = _fhir_content("OperationOutcome", _ERROR_DESCRIPTIONS[status])
+    return responses
+
+
+# -- routes -------------------------------------------------------------------------------------
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + router.prefix
+
+
+@router.get(
+    "/metadata",
+    summary="FHIR CapabilityStatement",
+    response_class=FhirResponse,
+    responses=_responses("CapabilityStatement", "what this FHIR server does", 406),
+)
+def read_capabilities(request: Request, media_type: MediaTypeDep) -> Response:
+    """The CapabilityStatement: $code, the Condition and Procedure searches, keys and roles.
+    Served without a key, so a client can discover the server first."""
+    version = request.app.version
+    statement = capability_statement(base_url=_base_url(request), software_version=version)
+    return fhir_response(statement, media_type)
+
+
+@router.post(
+    "/DocumentReference/$code",
+    summary="Code a DocumentReference (FHIR)",
+    response_class=FhirResponse,
+    responses=_responses(
+        "Bundle",
+        "a collection Bundle: Condition/Procedure per code above threshold, Provenance",
+        400,
+        401,
+        403,
+        406,
+        413,
+        415,
+        422,
+        503,
+    ),
+    openapi_extra={"requestBody": _CODE_REQUEST_BODY},
+)
+async def code_document(
+    request: Request,
+    response: Response,
+    background: BackgroundTasks,
+    caller: EhrDep,
+    inference: InferenceDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    database: DatabaseDep,
+    media_type: MediaTypeDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Suggested codes for the note in a DocumentReference, as FHIR resources.
+
+    The note is recorded like any prediction (the Provenance id is its prediction id), so it
+    enters the review queue; after review, GET /fhir/r4/Condition returns the decisions."""
+    coding = read_code_request(await read_json_body(request))
+    outcome = await predict_and_record(
+        [coding.note],
+        route="fhir",
+        idempotency_key=idempotency_key,
+        caller=caller,
+        inference=inference,
+        settings=settings,
+        metrics=metrics,
+        database=database,
+        client_gone=request.is_disconnected,
+    )
+    (prediction,) = outcome.predictions
+    origin = Origin(
+        prediction_id=prediction.prediction_id,
+        created_at=prediction.created_at,
+        model=prediction.model,
+        subject=coding.subject,
+        encounter=coding.encounter,
+        document=coding.document,
+    )
+    results = [
+        CodedResult(
+            code=code.code,
+            description=code.description,
+            system=code_system_of(code.code, inference.catalogues),
+            verification="unconfirmed",
+            suggestion=code,
+        )
+        for code in prediction.codes
+        if code.above_threshold
+    ]
+    bundle = coding_bundle(origin, results, _base_url(request), prediction.abstention)
+    await deliver(outcome, request, response, background, database)
+    return fhir_response(bundle, media_type, headers=dict(response.headers))
+
+
+# -- reviewed results ---------------------------------------------------------------------------
+
+
+def _verification(decision: str | None) -> Verification:
+    if decision is None:
+        return "unconfirmed"
+    return "refuted" if decision == "rejected" else "confirmed"
+
+
+def reviewed_results(row: Prediction, inference: InferenceService) -> list[CodedResult]:
+    """A recorded prediction's codes as the coders left them: suggestions above threshold
+    (unconfirmed until decided) and every code with a decision, in rank order, then the codes
+    coders added."""
+    detail = stored_prediction(row)
+    latest = crud.current_decisions(list(row.feedback))
+    results = []
+    for code in detail.codes:
+        decided = latest.get(code.code)
+        if decided is None and not code.above_threshold:
+            continue
+        results.append(
+            CodedResult(
+                code=code.code,
+                description=code.description,
+                system=code_system_of(code.code, inference.catalogues),
+                verification=_verification(decided.decision if decided else None),
+                suggestion=code,
+            )
+        )
+    suggested = {code.code for code in detail.codes}
+    for added, event in latest.items():
+        if added in suggested:
+            continue
+        info = inference.lookup(added)
+        results.append(
+            CodedResult(
+                code=added,
+                description=info.description if info is not None else "",
+                system=code_system_of(added, inference.catalogues),
+                verification=_verification(event.decision),
+                suggestion=None,
+            )
+        )
+    return results
+
+
+def _origin(row: Prediction) -> Origin:
+    return Origin(
+        prediction_id=uuid.UUID(row.id),
+        created_at=row.created_at,
+        model=ModelRef(name=row.model_name, version=row.model_version),
+        subject=row.subject_reference,
+        encounter=row.encounter_id,
+        document=row.note_id if (row.note_id or "").startswith("DocumentReference/") else None,
+    )
+
+
+def _resources_of(
+    rows: Sequence[Prediction], inference: InferenceService, resource_type: str
+) -> list[CodedResource]:
+    resources = []
+    for row in rows:
+        origin = _origin(row)
+        for result in reviewed_results(row, inference):
+            if FHIR_CODE_SYSTEMS[result.system].resource_type == resource_type:
+                resources.append(coded_resource(result, origin))
+    return resources
+
+
+def _references(value: str | None, resource_type: str) -> list[str]:
+    """A reference search value as stored: `123` and `Encounter/123` both mean Encounter/123."""
+    if value is None:
+        return []
+    return [value if "/" in value else f"{resource_type}/{value}"]
+
+
+ReferenceParam = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+async def _search(
+    request: Request,
+    inference: InferenceService,
+    database: Database,
+    resource_type: str,
+    *,
+    encounter: str | None,
+    subject: str | None,
+    patient: str | None,
+    prediction: uuid.UUID | None,
+) -> tuple[list[CodedResource], str]:
+    if subject is not None and patient is not None and subject != patient:
+        raise FhirError(
+            422, [Problem("subject and patient name different patients: send one", "http.patient")]
+        )
+    encounters = _references(encounter, "Encounter")
+    subjects = _references(subject or patient, "Patient")
+    if not encounters and not subjects and prediction is None:
+        raise FhirError(
+            422,
+            [
+                Problem(
+                    f"a {resource_type} search needs encounter, subject (or patient) or "
+                    "prediction: this server does not list every code it has made",
+                    "http.encounter",
+                    code="required",
+                )
+            ],
+        )
+    rows, total = await database.run(
+        partial(
+            crud.find_by_references,
+            prediction_id=None if prediction is None else str(prediction),
+            encounter_ids=encounters,
+            subject_references=subjects,
+            limit=MAX_SEARCH_PREDICTIONS,
+        ),
+    )
+    if total > MAX_SEARCH_PREDICTIONS:
+        raise FhirError(
+            422,
+            [
+                Problem(
+                    f"{total} predictions match; a search answers at most "
+                    f"{MAX_SEARCH_PREDICTIONS}: add encounter or prediction to narrow it",
+                    "http.subject",
+                    code="too-costly",
+                )
+            ],
+        )
+    return _resources_of(rows, inference, resource_type), str(request.url)
+
+
+@router.get(
+    "/Condition",
+    summary="Search coded diagnoses (FHIR)",
+    response_class=FhirResponse,
+    responses=_responses("Bundle", "a searchset Bundle of Conditions", 401, 403, 406, 422, 503),
+)
+async def search_conditions(
+    request: Request,
+    caller: ResultReaderDep,
+    inference: InferenceDep,
+    database: DatabaseDep,
+    media_type: MediaTypeDep,
+    encounter: ReferenceParam = None,
+    subject: ReferenceParam = None,
+    patient: ReferenceParam = None,
+    prediction: Annotated[uuid.UUID | None, Query(description="a prediction id")] = None,
+    verification_status: Annotated[Verification | None, Query(alias="verification-status")] = None,
+) -> Response:
+    """The diagnosis codes of matching predictions with the coders' decisions: confirmed
+    (accepted or added), refuted (rejected), unconfirmed (a suggestion not decided yet)."""
+    resources, self_url = await _search(
+        request,
+        inference,
+        database,
+        "Condition",
+        encounter=encounter,
+        subject=subject,
+        patient=patient,
+        prediction=prediction,
+    )
+    if verification_status is not None:
+        resources = [
+            resource
+            for resource in resources
+            if isinstance(resource, Condition)
+            and resource.verificationStatus is not None
+            and resource.verificationStatus.coding is not None
+            and resource.verificationStatus.coding[0].code == verification_status
+        ]
+    return fhir_response(search_bundle(resources, _base_url(request), self_url), media_type)
+
+
+@router.get(
+    "/Procedure",
+    summary="Search coded procedures (FHIR)",
+    response_class=FhirResponse,
+    responses=_responses("Bundle", "a searchset Bundle of Procedures", 401, 403, 406, 422, 503),
+)
+async def search_procedures(
+    request: Request,
+    caller: ResultReaderDep,
+    inference: InferenceDep,
+    database: DatabaseDep,
+    media_type: MediaTypeDep,
+    encounter: ReferenceParam = None,
+    subject: ReferenceParam = None,
+    patient: ReferenceParam = None,
+    prediction: Annotated[uuid.UUID | None, Query(description="a prediction id")] = None,
+) -> Response:
+    """The procedure codes of matching predictions with the coders' decisions (status
+    completed: confirmed; entered-in-error: refuted; unknown: not decided yet)."""
+    resources, self_url = await _search(
+        request,
+        inference,
+        database,
+        "Procedure",
+        encounter=encounter,
+        subject=subject,
+        patient=patient,
+        prediction=prediction,
+    )
+    return fhir_response(search_bundle(resources, _base_url(request), self_url), media_type)
+
+
+async def _read(
+    resource_id: str,
+    resource_type: str,
+    inference: InferenceService,
+    database: Database,
+) -> CodedResource:
+    parsed = parse_resource_id(resource_id)
+    row = None
+    if parsed is not None:
+        prediction_id, _ = parsed
+        row = await database.run(partial(crud.get_prediction, prediction_id=str(prediction_id)))
+    if row is not None:
+        for resource in _resources_of([row], inference, resource_type):
+            if resource.id == resource_id:
+                return resource
+    raise FhirError(
+        404,
+        [
+            Problem(
+                f"no {resource_type} {resource_id!r}: ids are <prediction id>-<code>, as the "
+                "$code answer and the searches give them",
+                code="not-found",
+            )
+        ],
+    )
+
+
+@router.get(
+    "/Condition/{resource_id}",
+    summary="Read a coded diagnosis (FHIR)",
+    response_class=FhirResponse,
+    responses=_responses("Condition", "the Condition", 401, 403, 404, 406, 422, 503),
+)
+async def read_condition(
+    resource_id: str,
+    caller: ResultReaderDep,
+    inference: InferenceDep,
+    database: DatabaseDep,
+    media_type: MediaTypeDep,
+) -> Response:
+    return fhir_response(await _read(resource_id, "Condition", inference, database), media_type)
+
+
+@router.get(
+    "/Procedure/{resource_id}",
+    summary="Read a coded procedure (FHIR)",
+    response_class=FhirResponse,
+    responses=_responses("Procedure", "the Procedure", 401, 403, 404, 406, 422, 503),
+)
+async def read_procedure(
+    resource_id: str,
+    caller: ResultReaderDep,
+    inference: InferenceDep,
+    database: DatabaseDep,
+    media_type: MediaTypeDep,
+) -> Response:
+    return fhir_response(await _read(resource_id, "Procedure", inference, database), media_type)

@@ -25,6 +25,7 @@ from service.fhir.vocabulary import (
     SUGGESTION_EXTENSION,
     VERIFICATION_EXTENSION,
 )
+from tests.corpus_location import REAL_CODIESP, missing_codiesp_reason
 from tests.model.bundle_factory import DEFAULT_CODES, build_tiny_bundle
 from tests.service.service_testing import Service, headers, running_service
 
@@ -45,14 +46,11 @@ PCS_CODE = "0DTJ"  # CodiEsp's four-character partial ICD-10-PCS code (resection
 @pytest.fixture(scope="module")
 def codiesp_note() -> tuple[str, str]:
     """(id, Spanish text) of the first CodiEsp dev note: accents make the charset matter."""
-    from training.corpora.codiesp import iter_codiesp, locate_codiesp
-    from training.corpora.errors import CorpusLayoutError
+    from training.corpora.codiesp import iter_codiesp
 
-    try:
-        root = locate_codiesp(download=False)
-    except CorpusLayoutError as error:
-        pytest.skip(f"needs a real CodiEsp dev note: {error}")
-    document = next(iter_codiesp(root, "dev", lang="es", codes="D"))
+    if REAL_CODIESP is None:
+        pytest.skip(f"needs a real CodiEsp dev note: {missing_codiesp_reason()}")
+    document = next(iter_codiesp(REAL_CODIESP, "dev", lang="es", codes="D"))
     assert not document.text.isascii()
     return document.id, document.text
 

@@ -165,12 +165,15 @@ def find_by_references(
     prediction_id: str | None = None,
     encounter_ids: Sequence[str] = (),
     subject_references: Sequence[str] = (),
+    client: str | None = None,
     limit: int,
 ) -> tuple[list[Prediction], int]:
     """Predictions matching every given criterion (an id, one of `encounter_ids`, one of
-    `subject_references`), newest first, with codes and feedback loaded: at most `limit` of
-    them, and how many match in all."""
+    `subject_references`, made for `client`), newest first, with codes and feedback loaded: at
+    most `limit` of them, and how many match in all."""
     statement = select(Prediction)
+    if client is not None:
+        statement = statement.where(Prediction.client == client)
     if prediction_id is not None:
         statement = statement.where(Prediction.id == prediction_id)
     if encounter_ids:

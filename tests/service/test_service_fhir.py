@@ -539,6 +539,24 @@ def test_keys_and_roles_are_the_json_apis(sqlite_fhir_service: Service) -> None:
     assert unknown.headers["cache-control"] == "no-store"
 
 
+def test_an_ehr_key_reads_only_the_results_of_its_own_notes(
+    sqlite_fhir_service: Service,
+) -> None:
+    http = sqlite_fhir_service.http
+    other = document_reference("Paciente con fiebre y tos.", subject="Patient/someone-else")
+    sent = post_fhir(sqlite_fhir_service, other, "admin")  # another key sent this one
+    assert sent.status_code == 200, sent.text
+    condition_id = resources(sent.json(), "Condition")[0]["id"]
+    search = {"patient": "Patient/someone-else"}
+    as_ehr = http.get("/fhir/r4/Condition", params=search, headers=headers("ehr")).json()
+    as_coder = http.get("/fhir/r4/Condition", params=search, headers=headers("coder")).json()
+    assert as_ehr["total"] == 0
+    assert as_coder["total"] == len(resources(sent.json(), "Condition")) > 0
+    read = f"/fhir/r4/Condition/{condition_id}"
+    assert http.get(read, headers=headers("ehr")).status_code == 404
+    assert http.get(read, headers=headers("coder")).status_code == 200
+
+
 def test_the_capability_statement_describes_the_interface(sqlite_fhir_service: Service) -> None:
     answer = sqlite_fhir_service.http.get("/fhir/r4/metadata")  # no key needed
     assert answer.status_code == 200

@@ -74,6 +74,12 @@ MAX_SEARCH_PREDICTIONS = 200
 ResultReaderDep = Annotated[Principal, Depends(require_role("ehr", "coder"))]
 
 
+def _own_predictions_only(caller: Principal) -> str | None:
+    """The key whose predictions `caller` may read: an EHR key reads the results of the notes it
+    sent (coders and admins read every one), so one EHR never sees another's patients."""
+    return caller.name if caller.role == "ehr" else None
+
+
 class FhirResponse(Response):
     media_type = FHIR_JSON
 
@@ -477,6 +483,7 @@ ReferenceParam = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 async def _search(
     request: Request,
+    caller: Principal,
     inference: InferenceService,
     database: Database,
     resource_type: str,
@@ -510,6 +517,7 @@ async def _search(
             prediction_id=None if prediction is None else str(prediction),
             encounter_ids=encounters,
             subject_references=subjects,
+            client=_own_predictions_only(caller),
             limit=MAX_SEARCH_PREDICTIONS,
         ),
     )
@@ -550,6 +558,7 @@ async def search_conditions(
     (accepted or added), refuted (rejected), unconfirmed (a suggestion not decided yet)."""
     resources, self_url = await _search(
         request,
+        caller,
         inference,
         database,
         "Condition",
@@ -591,6 +600,7 @@ async def search_procedures(
     completed: confirmed; entered-in-error: refuted; unknown: not decided yet)."""
     resources, self_url = await _search(
         request,
+        caller,
         inference,
         database,
         "Procedure",
@@ -605,6 +615,7 @@ async def search_procedures(
 async def _read(
     resource_id: str,
     resource_type: str,
+    caller: Principal,
     inference: InferenceService,
     database: Database,
 ) -> CodedResource:
@@ -613,7 +624,8 @@ async def _read(
     if parsed is not None:
         prediction_id, _ = parsed
         row = await database.run(partial(crud.get_prediction, prediction_id=str(prediction_id)))
-    if row is not None:
+    readable = _own_predictions_only(caller) in (None, row.client if row else None)
+    if row is not None and readable:
         for resource in _resources_of([row], inference, resource_type):
             if resource.id == resource_id:
                 return resource
@@ -642,7 +654,9 @@ async def read_condition(
     database: DatabaseDep,
     media_type: MediaTypeDep,
 ) -> Response:
-    return fhir_response(await _read(resource_id, "Condition", inference, database), media_type)
+    return fhir_response(
+        await _read(resource_id, "Condition", caller, inference, database), media_type
+    )
 
 
 @router.get(
@@ -658,4 +672,6 @@ async def read_procedure(
     database: DatabaseDep,
     media_type: MediaTypeDep,
 ) -> Response:
-    return fhir_response(await _read(resource_id, "Procedure", inference, database), media_type)
+    return fhir_response(
+        await _read(resource_id, "Procedure", caller, inference, database), media_type
+    )

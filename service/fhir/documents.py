@@ -134,9 +134,24 @@ def _validated(model: type[BaseModel], raw: dict[str, Any], root: str) -> BaseMo
         problems = []
         for item in error.errors(include_url=False, include_input=False):
             loc = [part for part in item["loc"] if isinstance(part, str | int)]
-            message = "is required" if item["type"] == "missing" else item["msg"]
+            message = _message(item)
             problems.append(Problem(message, fhir_path(root, loc), code=_issue_for(item)))
         raise FhirError(422, problems) from None
+
+
+def _message(item: Any) -> str:
+    if item["type"] == "missing":
+        return "is required"
+    if item["type"] == "base64_decode":
+        return _not_base64(str(item.get("ctx", {}).get("error", item["msg"])))
+    return str(item["msg"])
+
+
+def _not_base64(why: str) -> str:
+    return (
+        f"data is not valid base64 ({why}): encode the note's bytes with standard base64 "
+        "(A-Z, a-z, 0-9, +, /, = padding, no line breaks)"
+    )
 
 
 def _issue_for(item: Any) -> str:
@@ -330,16 +345,7 @@ def _decoded(data: Any, parameters: dict[str, str], path: str) -> str:
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as error:
-        raise FhirError(
-            422,
-            [
-                Problem(
-                    f"data is not valid base64 ({error}): encode the note's bytes with standard "
-                    "base64 (A-Z, a-z, 0-9, +, /, = padding, no line breaks)",
-                    f"{path}.data",
-                )
-            ],
-        ) from None
+        raise FhirError(422, [Problem(_not_base64(str(error)), f"{path}.data")]) from None
     charset = parameters.get("charset") or DEFAULT_CHARSET
     try:
         return raw.decode(charset)

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
 from service.core.config import Settings
@@ -318,6 +319,7 @@ def test_the_prediction_is_audited_and_reviewed_through_fhir(
         f"/fhir/r4/Condition/{prediction_id}-{rejected}", headers=headers("ehr")
     )
     assert read.status_code == 200, read.text
+    Condition.model_validate(read.json())
     assert verification(read.json()) == "refuted"
     missing = fhir_service.http.get(
         f"/fhir/r4/Condition/{prediction_id}-Z99.9", headers=headers("ehr")

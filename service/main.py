@@ -20,6 +20,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from model.runtime import OnnxPredictor
 from service.api.errors import install_error_handlers
+from service.api.fhir_http import install_fhir_errors
 from service.api.middleware import (
     REQUEST_ID_HEADER,
     AuthenticationMiddleware,
@@ -217,7 +218,7 @@ def create_app(
     if settings.metrics_enabled:
         app.include_router(metrics.router)
     install_error_handlers(app)
-    fhir.install_fhir_errors(app)
+    install_fhir_errors(app)
 
     # Innermost first: the key is checked before the app reads a body, but after CORS answered a
     # preflight (which carries no key by design).

@@ -10,25 +10,21 @@ paths (keys, limits) are re-expressed by `FhirErrorMiddleware`.
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
-import anyio.to_thread
 from fastapi import (
     APIRouter,
     BackgroundTasks,
     Depends,
-    FastAPI,
     Query,
     Request,
     Response,
 )
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.condition import Condition
-from pydantic import BaseModel
 
 from service import crud
 from service.api.convert import stored_prediction
@@ -40,18 +36,24 @@ from service.api.deps import (
     SettingsDep,
     require_role,
 )
+from service.api.fhir_http import (
+    FhirResponse,
+    MediaTypeDep,
+    fhir_response,
+    read_json_body,
+    rendered,
+)
 from service.api.routes.predictions import IdempotencyKey, deliver, predict_and_record
 from service.core.security import Principal
 from service.db.models import Prediction
 from service.db.work import Database
 from service.fhir.capability import capability_statement
 from service.fhir.documents import (
-    COUNT_PARAMETER,
-    DOCUMENT_PARAMETER,
     CodeRequest,
     read_code_request,
 )
-from service.fhir.outcome import FhirError, Problem, operation_outcome
+from service.fhir.openapi import CODE_REQUEST_BODY, responses
+from service.fhir.outcome import FhirError, Problem
 from service.fhir.resources import (
     CodedResource,
     CodedResult,
@@ -64,10 +66,6 @@ from service.fhir.resources import (
 )
 from service.fhir.vocabulary import (
     FHIR_CODE_SYSTEMS,
-    FHIR_JSON,
-    JSON_MEDIA_TYPES,
-    NOTE_TEXT_EXTENSION,
-    PLAIN_JSON,
     Verification,
 )
 from service.inference import InferenceService
@@ -87,247 +85,6 @@ def _own_predictions_only(caller: Principal) -> str | None:
     return caller.name if caller.role == "ehr" else None
 
 
-class FhirResponse(Response):
-    media_type = FHIR_JSON
-
-
-def to_json(resource: BaseModel) -> str:
-    return resource.model_dump_json(exclude_none=True)
-
-
-async def rendered(build: Callable[[], BaseModel]) -> str:
-    """`build()` serialised, on a worker thread: fhir.resources validates and serialises every
-    element in Python (a Bundle of ten coded resources with five evidence spans each takes
-    about 35 ms of CPU), which must not stall the event loop that serves other requests."""
-    return await anyio.to_thread.run_sync(lambda: to_json(build()))
-
-
-def fhir_response(
-    body: str | BaseModel,
-    media_type: str = FHIR_JSON,
-    status_code: int = 200,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    return Response(
-        body if isinstance(body, str) else to_json(body),
-        status_code=status_code,
-        media_type=f"{media_type}; charset=utf-8",
-        headers=headers,
-    )
-
-
-async def fhir_error_response(request: Request, error: Exception) -> Response:
-    """The app's handler for FhirError: an OperationOutcome with the error's status."""
-    assert isinstance(error, FhirError)
-    return fhir_response(
-        operation_outcome(error.status, error.problems),
-        status_code=error.status,
-        headers=error.headers,
-    )
-
-
-def install_fhir_errors(app: FastAPI) -> None:
-    app.add_exception_handler(FhirError, fhir_error_response)
-
-
-# -- content negotiation ------------------------------------------------------------------------
-
-
-def negotiated_media_type(request: Request) -> str:
-    """application/fhir+json unless the client asks for application/json; 406 for anything
-    else (`_format` wins over Accept, as FHIR defines)."""
-    wanted = request.query_params.get("_format") or request.headers.get("accept") or ""
-    ranges = [part.split(";")[0].strip().lower() for part in wanted.split(",") if part.strip()]
-    if not ranges:
-        return FHIR_JSON
-    for media_range in ranges:
-        if media_range in (FHIR_JSON, "json", "*/*", "application/*"):
-            return FHIR_JSON
-        if media_range == PLAIN_JSON:
-            return PLAIN_JSON
-    where = "http._format" if request.query_params.get("_format") else "http.Accept"
-    raise FhirError(
-        406,
-        [
-            Problem(
-                f"cannot answer as {wanted!r}: this server speaks FHIR JSON only; ask for "
-                f"{FHIR_JSON} (or leave Accept out)",
-                where,
-                code="not-supported",
-            )
-        ],
-    )
-
-
-MediaTypeDep = Annotated[str, Depends(negotiated_media_type)]
-
-
-async def read_json_body(request: Request) -> Any:
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() not in JSON_MEDIA_TYPES:
-        shown = repr(content_type) if content_type else "missing"
-        raise FhirError(
-            415,
-            [
-                Problem(
-                    f"Content-Type is {shown}: send the resource as {FHIR_JSON}",
-                    "http.Content-Type",
-                    code="not-supported",
-                )
-            ],
-        )
-    body = await request.body()
-    try:
-        return json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        message = f"the body is not UTF-8 (byte {body[error.start]:#04x} at position "
-        message += f"{error.start}): send FHIR JSON encoded as UTF-8"
-    except json.JSONDecodeError as error:
-        message = f"the body is not JSON ({error.msg} at line {error.lineno} column "
-        message += f"{error.colno}): send a FHIR JSON resource"
-    except RecursionError:
-        message = "the body nests too deeply to be a FHIR resource"
-    raise FhirError(400, [Problem(message, code="structure")])
-
-
-# -- OpenAPI ------------------------------------------------------------------------------------
-
-_RESOURCE_SCHEMA = {"type": "object", "required": ["resourceType"]}
-
-
-def _closed(required: list[str], **properties: Any) -> dict[str, Any]:
-    """An object schema with exactly these properties (FHIR refuses unknown elements)."""
-    return {
-        "type": "object",
-        "required": required,
-        "properties": properties,
-        "additionalProperties": False,
-    }
-
-
-_PLAIN_TEXT_TYPES = ["text/plain", "text/plain; charset=utf-8", "text/plain; charset=iso-8859-1"]
-_ATTACHMENT_SCHEMA = {
-    "oneOf": [
-        _closed(
-            ["contentType", "data"],
-            contentType={"enum": _PLAIN_TEXT_TYPES},
-            data={"type": "string", "format": "byte", "description": "the note, base64"},
-        ),
-        _closed(
-            ["contentType", "extension"],
-            contentType={"enum": _PLAIN_TEXT_TYPES},
-            extension={
-                "type": "array",
-                "minItems": 1,
-                "maxItems": 1,
-                "items": _closed(
-                    ["url", "valueString"],
-                    url={"const": NOTE_TEXT_EXTENSION},
-                    valueString={"type": "string", "description": "the note as plain text"},
-                ),
-            },
-        ),
-    ]
-}
-
-
-def _reference_schema(resource_type: str) -> dict[str, Any]:
-    return _closed(
-        ["reference"],
-        reference={"type": "string", "pattern": f"^{resource_type}/[A-Za-z0-9.-]{{1,64}}$"},
-    )
-
-
-_DOCUMENT_SCHEMA: dict[str, Any] = {
-    **_closed(
-        ["resourceType", "status", "subject", "content"],
-        resourceType={"const": "DocumentReference"},
-        id={"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"},
-        status={"enum": ["current", "superseded", "entered-in-error"]},
-        subject=_reference_schema("Patient"),
-        context=_closed(
-            [],
-            encounter={"type": "array", "maxItems": 1, "items": _reference_schema("Encounter")},
-        ),
-        content={
-            "type": "array",
-            "minItems": 1,
-            "items": _closed(["attachment"], attachment=_ATTACHMENT_SCHEMA),
-        },
-    ),
-    "example": {
-        "resourceType": "DocumentReference",
-        "id": "note-1",
-        "status": "current",
-        "subject": {"reference": "Patient/123"},
-        "context": {"encounter": [{"reference": "Encounter/456"}]},
-        "content": [
-            {
-                "attachment": {
-                    "contentType": "text/plain; charset=utf-8",
-                    "data": "RmV2ZXIgYW5kIHByb2R1Y3RpdmUgY291Z2gu",
-                }
-            }
-        ],
-    },
-}
-_PARAMETERS_SCHEMA: dict[str, Any] = _closed(
-    ["resourceType", "parameter"],
-    resourceType={"const": "Parameters"},
-    parameter={
-        "type": "array",
-        "minItems": 1,
-        "maxItems": 2,
-        "items": {
-            "oneOf": [
-                _closed(
-                    ["name", "resource"],
-                    name={"const": DOCUMENT_PARAMETER},
-                    resource=_DOCUMENT_SCHEMA,
-                ),
-                _closed(
-                    ["name", "valueInteger"],
-                    name={"const": COUNT_PARAMETER},
-                    valueInteger={"type": "integer", "minimum": 1, "maximum": 1000},
-                ),
-            ]
-        },
-    },
-)
-_CODE_REQUEST_BODY = {
-    "required": True,
-    "content": {
-        media_type: {"schema": {"oneOf": [_DOCUMENT_SCHEMA, _PARAMETERS_SCHEMA]}}
-        for media_type in JSON_MEDIA_TYPES
-    },
-}
-
-
-def _fhir_content(resource_type: str, description: str) -> dict[str, Any]:
-    schema = {**_RESOURCE_SCHEMA, "properties": {"resourceType": {"const": resource_type}}}
-    return {"description": description, "content": {FHIR_JSON: {"schema": schema}}}
-
-
-_ERROR_DESCRIPTIONS = {
-    400: "the body is not UTF-8 JSON",
-    401: "no API key, or an unknown one",
-    403: "the key's role may not do this",
-    404: "no such resource",
-    406: "the client asked for a format other than FHIR JSON",
-    413: "the note or the body is over the configured limit",
-    415: "the body is not application/fhir+json (or application/json)",
-    422: "the resource or a parameter is invalid; each issue names its path",
-    503: "the model is warming up or the database is unavailable; retry after Retry-After",
-}
-
-
-def _responses(success: str, description: str, *errors: int) -> dict[int | str, dict[str, Any]]:
-    responses: dict[int | str, dict[str, Any]] = {200: _fhir_content(success, description)}
-    for status in errors:
-        responses[status] = _fhir_content("OperationOutcome", _ERROR_DESCRIPTIONS[status])
-    return responses
-
-
 # -- routes -------------------------------------------------------------------------------------
 
 
@@ -339,7 +96,7 @@ def _base_url(request: Request) -> str:
     "/metadata",
     summary="FHIR CapabilityStatement",
     response_class=FhirResponse,
-    responses=_responses("CapabilityStatement", "what this FHIR server does", 406),
+    responses=responses("CapabilityStatement", "what this FHIR server does", 406),
 )
 def read_capabilities(request: Request, media_type: MediaTypeDep) -> Response:
     """The CapabilityStatement: $code, the Condition and Procedure searches, keys and roles.
@@ -353,7 +110,7 @@ def read_capabilities(request: Request, media_type: MediaTypeDep) -> Response:
     "/DocumentReference/$code",
     summary="Code a DocumentReference (FHIR)",
     response_class=FhirResponse,
-    responses=_responses(
+    responses=responses(
         "Bundle",
         "a collection Bundle: Condition/Procedure per code above threshold, Provenance",
         400,
@@ -365,7 +122,7 @@ def read_capabilities(request: Request, media_type: MediaTypeDep) -> Response:
         422,
         503,
     ),
-    openapi_extra={"requestBody": _CODE_REQUEST_BODY},
+    openapi_extra={"requestBody": CODE_REQUEST_BODY},
 )
 async def code_document(
     request: Request,
@@ -588,7 +345,7 @@ def _search_answer(
     "/Condition",
     summary="Search coded diagnoses (FHIR)",
     response_class=FhirResponse,
-    responses=_responses("Bundle", "a searchset Bundle of Conditions", 401, 403, 406, 422, 503),
+    responses=responses("Bundle", "a searchset Bundle of Conditions", 401, 403, 406, 422, 503),
 )
 async def search_conditions(
     request: Request,
@@ -630,7 +387,7 @@ async def search_conditions(
     "/Procedure",
     summary="Search coded procedures (FHIR)",
     response_class=FhirResponse,
-    responses=_responses("Bundle", "a searchset Bundle of Procedures", 401, 403, 406, 422, 503),
+    responses=responses("Bundle", "a searchset Bundle of Procedures", 401, 403, 406, 422, 503),
 )
 async def search_procedures(
     request: Request,
@@ -704,7 +461,7 @@ def _not_found(resource_id: str, resource_type: str) -> FhirError:
     "/Condition/{resource_id}",
     summary="Read a coded diagnosis (FHIR)",
     response_class=FhirResponse,
-    responses=_responses("Condition", "the Condition", 401, 403, 404, 406, 422, 503),
+    responses=responses("Condition", "the Condition", 401, 403, 404, 406, 422, 503),
 )
 async def read_condition(
     resource_id: str,
@@ -722,7 +479,7 @@ async def read_condition(
     "/Procedure/{resource_id}",
     summary="Read a coded procedure (FHIR)",
     response_class=FhirResponse,
-    responses=_responses("Procedure", "the Procedure", 401, 403, 404, 406, 422, 503),
+    responses=responses("Procedure", "the Procedure", 401, 403, 404, 406, 422, 503),
 )
 async def read_procedure(
     resource_id: str,

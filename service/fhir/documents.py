@@ -104,7 +104,8 @@ def read_code_request(payload: Any) -> CodeRequest:
         encounters[0] if encounters else None, encounter_path, "Encounter/456"
     )
     note_id = f"DocumentReference/{document.id}" if document.id else None
-    fields = {
+    # Where each note field came from, so a note the JSON rules refuse names the FHIR element.
+    element_paths = {
         "text": text_path,
         "note_id": f"{root}.id",
         "encounter_id": f"{encounter_path}.reference",
@@ -118,7 +119,7 @@ def read_code_request(payload: Any) -> CodeRequest:
             "subject_reference": subject,
             "top_k": top_k,
         },
-        fields,
+        element_paths,
     )
     return CodeRequest(note=note, subject=subject, encounter=encounter, document=note_id)
 

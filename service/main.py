@@ -46,7 +46,7 @@ from service.core.config import Settings
 from service.core.logging import configure_logging, get_logger
 from service.core.metrics import Metrics
 from service.core.security import KeyRing
-from service.db.admin import check_migrated, head_revisions
+from service.db.admin import check_migrated, head_revisions, known_revisions
 from service.db.probe import DatabaseProbe
 from service.db.session import UNAVAILABLE_ERRORS, make_engine, make_session_factory
 from service.db.work import Database
@@ -129,7 +129,10 @@ def _lifespan(
         app.state.sessions = make_session_factory(engine)
         app.state.database = Database(app.state.sessions, timeout=database_timeout(settings))
         app.state.database_probe = DatabaseProbe(
-            engine, head_revisions(), timeout=settings.readiness_timeout_seconds
+            engine,
+            head_revisions(),
+            timeout=settings.readiness_timeout_seconds,
+            known=known_revisions(),
         )
         if not settings.auth_enabled:
             log.warning(

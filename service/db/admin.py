@@ -42,6 +42,11 @@ def head_revisions() -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
 
 
+def known_revisions() -> set[str]:
+    """Every revision this code's migrations define."""
+    return {script.revision for script in _script().walk_revisions()}
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 

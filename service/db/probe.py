@@ -19,9 +19,20 @@ from service.db.admin import UPGRADE_COMMAND
 
 
 class DatabaseProbe:
-    def __init__(self, engine: Engine, heads: set[str], timeout: float) -> None:
+    """`heads`: the revisions this code needs; `known`: every revision this code has.
+
+    A database at a revision this code does not know was migrated by a newer release: the
+    pod stays ready through a rolling upgrade (migrations are written to be compatible with
+    the release before, or the upgrade notes ask for a maintenance window). A database at an
+    older revision, or with no revision at all (downgraded to base), is not one to serve from.
+    """
+
+    def __init__(
+        self, engine: Engine, heads: set[str], timeout: float, known: set[str] | None = None
+    ) -> None:
         self.engine = engine
         self.heads = heads
+        self.known = heads if known is None else known
         self.timeout = timeout
         self._lock = threading.Lock()
         self._running_since: float | None = None
@@ -38,6 +49,8 @@ class DatabaseProbe:
         finally:
             with self._lock:
                 self._running_since = None
+        if found and not found <= self.known:
+            return "ok"  # a newer release's schema
         if found != self.heads:
             shown = ",".join(sorted(found)) or "none"
             return (

@@ -214,3 +214,23 @@ def test_manifests_match_the_kubernetes_schemas():
     broken["spec"]["template"]["spec"]["containers"][0]["readinessProb"] = {}
     with pytest.raises(validate.ValidationError):
         validate.validate(broken, version, strict=True)
+
+
+def test_memory_and_timeouts_match_the_settings(objects: dict[str, dict[str, Any]]):
+    """The memory limit was measured for this token budget and concurrency (issue 13); the
+    readiness check gives up before the probe does."""
+    config = objects["ConfigMap"]["data"]
+    settings = Settings(
+        **{
+            key.removeprefix("PLANT_ICD_").lower(): value
+            for key, value in config.items()
+            if key.startswith("PLANT_ICD_")
+            and key not in ("PLANT_ICD_API_KEYS_FILE", "PLANT_ICD_ENVIRONMENT")
+        }
+    )
+    assert settings.inference_token_budget == 8192
+    assert settings.max_concurrent_inferences == 1
+    api = container(objects["Deployment"], "api")
+    requests, limits = api["resources"]["requests"], api["resources"]["limits"]
+    assert requests["memory"] == limits["memory"] == "1536Mi"
+    assert settings.readiness_timeout_seconds < api["readinessProbe"]["timeoutSeconds"]

@@ -225,12 +225,10 @@ def create_app(
 
     # Innermost first: the key is checked before the app reads a body, but after CORS answered a
     # preflight (which carries no key by design).
+    key_throttle = FailedKeyThrottle(settings.auth_failures_per_minute)
+    app.state.key_throttle = key_throttle
     if settings.auth_enabled:
-        app.add_middleware(
-            AuthenticationMiddleware,
-            keyring=keyring,
-            throttle=FailedKeyThrottle(settings.auth_failures_per_minute),
-        )
+        app.add_middleware(AuthenticationMiddleware, keyring=keyring, throttle=key_throttle)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -13,7 +13,7 @@ from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api.middleware import PRINCIPAL_SCOPE_KEY
+from service.api.middleware import PRINCIPAL_SCOPE_KEY, FailedKeyThrottle
 from service.core.config import Role, Settings
 from service.core.logging import client_var
 from service.core.metrics import Metrics
@@ -100,9 +100,21 @@ async def get_principal(
                 detail=MISSING_KEY_MESSAGE,
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        # Routes outside /v1/ (FHIR) are checked here: the same per-address throttle applies.
+        throttle: FailedKeyThrottle = request.app.state.key_throttle
+        address = request.client.host if request.client else "unknown"
+        retry_after = throttle.retry_after(address)
+        if retry_after is not None:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=f"too many unknown API keys from this address: wait {retry_after} s, "
+                "then retry with a valid key",
+                headers={"Retry-After": str(retry_after)},
+            )
         keyring: KeyRing = request.app.state.keyring
         found = keyring.authenticate(presented)
         if found is None:
+            throttle.record(address)
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 detail=UNKNOWN_KEY_MESSAGE,

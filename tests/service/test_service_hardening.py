@@ -264,3 +264,16 @@ def test_the_throttle_forgets_after_its_window() -> None:
     assert throttle.retry_after("10.0.0.1", now=11.0) == 49
     assert throttle.retry_after("10.0.0.2", now=11.0) is None  # per address
     assert throttle.retry_after("10.0.0.1", now=60.5) is None  # the first failure expired
+
+
+def test_unknown_keys_on_fhir_routes_count_too(strict_throttle: Service) -> None:
+    """FHIR routes check keys in their dependency; the same throttle applies there."""
+
+    def call(key: str) -> Any:
+        return strict_throttle.http.get("/fhir/r4/Condition", headers={"X-API-Key": key})
+
+    assert [call(f"guess-{n}").status_code for n in range(3)] == [401] * 3
+    throttled = call("guess-4")
+    assert throttled.status_code == 429
+    assert int(throttled.headers["retry-after"]) >= 1
+    assert strict_throttle.http.get("/v1/me", headers=headers("coder")).status_code == 429

@@ -1,0 +1,52 @@
+"""Accent- and case-folded words with character offsets, shared by the lexicon and neighbour index.
+
+Folding maps each character to exactly one character, so an offset into the folded text is an
+offset into the note as sent: every match can be handed back as evidence without re-aligning.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+_WORD = re.compile(r"[a-z0-9]+")
+# Latin, Latin-1 and Latin Extended-A/B cover the accents of Spanish and English notes; other
+# characters are never word characters here (the regex above), which is what folding them would
+# give anyway.
+_TABLE_SIZE = 0x250
+
+
+def _fold_char(char: str) -> str:
+    """One character, lower-cased with its accents dropped; anything else non-word becomes ' '."""
+    for part in unicodedata.normalize("NFD", char.lower()):
+        if not unicodedata.combining(part):
+            return part if part.isascii() and part.isalnum() else " "
+    return " "
+
+
+_FOLD_TABLE = {code: _fold_char(chr(code)) for code in range(_TABLE_SIZE)}
+
+
+def fold(text: str) -> str:
+    """Lower case, no accents; `len(fold(text)) == len(text)`, so offsets carry over."""
+    return text.translate(_FOLD_TABLE)
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A folded word and where it sits in the original text, [start, end)."""
+
+    text: str
+    start: int
+    end: int
+
+
+def words(text: str) -> list[Word]:
+    """The folded words of `text` with their offsets into `text`."""
+    return [Word(m.group(), m.start(), m.end()) for m in _WORD.finditer(fold(text))]
+
+
+def phrase_key(text: str) -> tuple[str, ...]:
+    """The folded word sequence of a phrase: how a mention is looked up."""
+    return tuple(word.text for word in words(text))

@@ -1,0 +1,180 @@
+"""Building the mention lexicon from labelled notes: the coders' evidence spans, n-grams mined
+per code, and catalogue descriptions, each (mention, code) weighted by its precision in the
+training notes (model/lexicon.py matches it at serving time)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+from model.lexicon import MentionLexicon, MentionLink, MentionTrie
+from model.text import phrase_key, words
+from training.corpora.base import Document
+
+Phrases = dict[tuple[str, ...], set[str]]
+
+# A link's weight is its precision in training notes, pulled towards PRIOR_WEIGHT as if
+# PRIOR_NOTES more notes had been seen: a mention never matched in training keeps the prior.
+PRIOR_WEIGHT = 0.25
+PRIOR_NOTES = 1.0
+# Mined n-grams: never start or end on a function word; at most this many words.
+MAX_MINED_WORDS = 4
+_FUNCTION_WORDS = frozenset(
+    "a al an and as at by con de del el en for from in is la las lo los of on or para por que "
+    "se sin su the to un una was were with y".split()
+)
+# Catalogue fragments naming more codes than this are too vague to propose any of them.
+MAX_CODES_PER_FRAGMENT = 3
+_CODE_SHAPE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")
+_FRAGMENT_BREAKS = (
+    ",", " with ", " without ", " due to ", " in ", " (", " con ", " sin ", " debido a ", " en ",
+)
+
+
+def evidence_phrases(documents: Iterable[Document]) -> Phrases:
+    """Each evidence span's text, folded, linked to its code."""
+    phrases: Phrases = {}
+    for document in documents:
+        for span in document.spans:
+            key = phrase_key(document.text[span.start : span.end])
+            if key:
+                phrases.setdefault(key, set()).add(span.code)
+    return phrases
+
+
+def _ngrams(text: str) -> set[tuple[str, ...]]:
+    tokens = [word.text for word in words(text)]
+    grams: set[tuple[str, ...]] = set()
+    for first, token in enumerate(tokens):
+        if token in _FUNCTION_WORDS or len(token) < 3 or token.isdigit():
+            continue
+        for stop in range(first + 1, min(first + MAX_MINED_WORDS, len(tokens)) + 1):
+            last = tokens[stop - 1]
+            if last not in _FUNCTION_WORDS and len(last) >= 3 and not last.isdigit():
+                grams.add(tuple(tokens[first:stop]))
+    return grams
+
+
+def mined_phrases(
+    documents: Sequence[Document],
+    min_notes: int = 2,
+    min_precision: float = 0.5,
+    max_note_share: float = 0.2,
+) -> Phrases:
+    """N-grams that mostly occur in notes carrying one code: for corpora without evidence spans
+    (and translations whose spans point into another language)."""
+    grams_by_note = [_ngrams(document.text) for document in documents]
+    note_frequency: Counter[tuple[str, ...]] = Counter()
+    for grams in grams_by_note:
+        note_frequency.update(grams)
+    ceiling = max(min_notes, max_note_share * len(documents))
+    useful = {g for g, n in note_frequency.items() if min_notes <= n <= ceiling}
+    notes_by_code: dict[str, list[int]] = {}
+    for index, document in enumerate(documents):
+        for code in document.codes:
+            notes_by_code.setdefault(code, []).append(index)
+    phrases: Phrases = {}
+    for code, notes in notes_by_code.items():
+        if len(notes) < min_notes:
+            continue
+        together: Counter[tuple[str, ...]] = Counter()
+        for note in notes:
+            together.update(grams_by_note[note] & useful)
+        for gram, count in together.items():
+            if count >= min_notes and count / note_frequency[gram] >= min_precision:
+                phrases.setdefault(gram, set()).add(code)
+    return phrases
+
+
+def description_fragments(description: str) -> set[tuple[str, ...]]:
+    """The whole description and its head (the part before the first qualifier)."""
+    keys = {phrase_key(description)}
+    folded = " " + description.lower() + " "
+    cut = min((folded.find(b) for b in _FRAGMENT_BREAKS if folded.find(b) > 0), default=-1)
+    if cut > 0:
+        keys.add(phrase_key(folded[:cut]))
+    return {key for key in keys if key}
+
+
+def catalogue_phrases(descriptions: Mapping[str, Sequence[str]]) -> Phrases:
+    """Fragments of each code's descriptions; fragments shared by many codes are dropped."""
+    phrases: Phrases = {}
+    for code, texts in descriptions.items():
+        for text in texts:
+            for key in description_fragments(text):
+                phrases.setdefault(key, set()).add(code)
+    return {key: codes for key, codes in phrases.items() if len(codes) <= MAX_CODES_PER_FRAGMENT}
+
+
+def weigh_phrases(phrases: Phrases, documents: Sequence[Document]) -> MentionTrie:
+    """Links weighted by precision: of the training notes where the mention is a maximal match,
+    the share that carry the code."""
+    trie = MentionTrie({key: [MentionLink(code, 0.0, 0) for code in codes] for key, codes in phrases.items()})
+    notes_with: Counter[tuple[str, ...]] = Counter()
+    notes_with_code: Counter[tuple[tuple[str, ...], str]] = Counter()
+    for document in documents:
+        keys = {key for _, _, key in trie.spans(words(document.text))}
+        notes_with.update(keys)
+        gold = set(document.codes)
+        notes_with_code.update((key, code) for key in keys for code in phrases[key] & gold)
+    return MentionTrie(
+        {
+            key: [
+                MentionLink(
+                    code,
+                    (notes_with_code[(key, code)] + PRIOR_NOTES * PRIOR_WEIGHT)
+                    / (notes_with[key] + PRIOR_NOTES),
+                    notes_with[key],
+                    notes_with_code[(key, code)],
+                )
+                for code in sorted(codes)
+            ]
+            for key, codes in phrases.items()
+        }
+    )
+
+
+def build_lexicon(
+    documents: Sequence[Document],
+    *,
+    evidence: bool = True,
+    mined: bool = True,
+    catalogue: Phrases | None = None,
+) -> MentionLexicon:
+    """The lexicon of `documents`: evidence spans (where the corpus has them), mined n-grams and
+    catalogue phrases (where a source exists), each weighted on `documents`."""
+    tries: dict[str, MentionTrie] = {}
+    if evidence and any(document.spans for document in documents):
+        tries["evidence"] = weigh_phrases(evidence_phrases(documents), documents)
+    if mined:
+        tries["mined"] = weigh_phrases(mined_phrases(documents), documents)
+    if catalogue:
+        tries["catalogue"] = weigh_phrases(catalogue, documents)
+    return MentionLexicon(tries)
+
+
+def icd10cm_descriptions(lang: str) -> dict[str, list[str]]:
+    """ICD-10-CM descriptions per code in `lang`: English from simple-icd-10-cm (the CMS
+    release), Spanish from the `cie` package's CIE-10 titles (WHO ICD-10 in Spanish, kept only
+    where the code is also a valid ICD-10-CM code). Empty when no source exists for `lang`."""
+    import simple_icd_10_cm as cm
+
+    if lang == "en":
+        return {
+            code: [cm.get_description(code)]
+            for code in cm.get_all_codes(True)
+            if _CODE_SHAPE.match(code)  # not chapters ("1") or blocks ("A00-A09")
+        }
+    if lang != "es":
+        return {}
+    try:
+        from cie.cie10 import CIECodes
+    except ImportError:  # the train extra installs it; without it the lexicon has no catalogue
+        return {}
+    descriptions: dict[str, list[str]] = {}
+    for raw_code, entry in CIECodes().tree.items():
+        code = raw_code if len(raw_code) <= 3 else f"{raw_code[:3]}.{raw_code[3:]}"
+        if cm.is_valid_item(code) and entry.get("description"):
+            descriptions.setdefault(code, []).append(str(entry["description"]))
+    return descriptions

@@ -17,7 +17,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypedDict
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 bundles (no fusion, every code a network output) still load unchanged.
+READABLE_VERSIONS = (1, 2)
 BUNDLE_KIND = "plant"
 GRAPH_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -42,6 +44,17 @@ class ThresholdsInfo(TypedDict):
     global_threshold: float
     per_code: list[float]  # one per code, in logit order
     min_positives: int  # codes with fewer dev positives fall back to the global threshold
+
+
+class FusionInfo(TypedDict):
+    """The fused model's parts beside the graph (model/fusion.py reads them)."""
+
+    files: dict[str, str]  # file name in the bundle -> sha256: lexicon, neighbours, combiner
+    features: list[str]  # the combiner's input columns, in order (model.fusion.FEATURES)
+    context_language: str | None  # context rules (negation...) applied to lexicon matches
+    network_candidates: int  # the network's top codes added to each note's candidates
+    uses_network: bool  # whether the combiner reads the network logit
+    report: dict[str, Any]  # out-of-fold fitting figures
 
 
 class CorpusInfo(TypedDict):
@@ -80,6 +93,14 @@ class BundleMetadata:
     package_versions: dict[str, str] = field(default_factory=dict)
     graph_sha256: str = ""
     tokenizer_sha256: str = ""
+    # The graph scores codes[:network_codes]; the rest only the fusion can propose (codes the
+    # lexicon or catalogue names that training never saw). None: every code is a graph output.
+    network_codes: int | None = None
+    fusion: FusionInfo | None = None
+
+    @property
+    def n_network_codes(self) -> int:
+        return len(self.codes) if self.network_codes is None else self.network_codes
 
     @property
     def code_list(self) -> list[str]:
@@ -92,7 +113,14 @@ class BundleMetadata:
     def from_dict(cls, raw: Mapping[str, Any], *, require_hashes: bool = True) -> BundleMetadata:
         """Validate the keys and their basic shape; raise BundleError naming what is wrong."""
         known = {f.name for f in fields(cls)}
-        optional = {"format_version", "kind", "dev_metrics", "package_versions"}
+        optional = {
+            "format_version",
+            "kind",
+            "dev_metrics",
+            "package_versions",
+            "network_codes",
+            "fusion",
+        }
         if not require_hashes:
             optional |= set(_HASH_KEYS)
         missing = sorted(known - optional - set(raw))
@@ -140,10 +168,24 @@ class BundleMetadata:
                 raise BundleError(f"bundle metadata {key} must be an integer, not {value!r}")
         if self.max_tokens < 1:
             raise BundleError(f"bundle metadata max_tokens must be positive, not {self.max_tokens}")
-        if not 1 <= self.top_k_export <= n_codes:
+        n_network = self.n_network_codes
+        if not isinstance(n_network, int) or not 1 <= n_network <= n_codes:
             raise BundleError(
-                f"bundle metadata top_k_export={self.top_k_export} must lie in 1..{n_codes}"
+                f"bundle metadata network_codes={self.network_codes!r} must lie in 1..{n_codes}"
             )
+        if not 1 <= self.top_k_export <= n_network:
+            raise BundleError(
+                f"bundle metadata top_k_export={self.top_k_export} must lie in 1..{n_network}"
+            )
+        if n_network < n_codes and self.fusion is None:
+            raise BundleError(
+                f"bundle metadata lists {n_codes} codes but the graph scores {n_network} and "
+                "there is no fusion section to score the rest: re-export the bundle"
+            )
+        if self.fusion is not None:
+            missing = sorted(set(FusionInfo.__annotations__) - set(self.fusion))
+            if missing:
+                raise BundleError(f"bundle metadata fusion lacks {missing}: re-export the bundle")
 
 
 @dataclass(frozen=True)
@@ -154,6 +196,10 @@ class Bundle:
     graph_path: Path
     tokenizer_path: Path
     metadata: BundleMetadata
+
+    def fusion_file(self, name: str) -> Path:
+        """A fusion artefact's path (checked on load)."""
+        return self.directory / name
 
 
 def sha256_file(path: str | Path) -> str:
@@ -235,8 +281,10 @@ def write_bundle(
     metadata: BundleMetadata | Mapping[str, Any],
     graph_path: str | Path,
     tokenizer_path: str | Path,
+    fusion_files: Mapping[str, str | Path] | None = None,
 ) -> Bundle:
-    """Place the graph and tokenizer in `directory`, hash them and write bundle.json last.
+    """Place the graph, tokenizer and fusion files in `directory`, hash them and write
+    bundle.json last (the fusion file hashes go to `fusion.files`).
 
     `metadata` is everything but the hashes (any hashes given are recomputed). bundle.json is
     written after the files it describes, so a crash leaves a directory that fails to load rather
@@ -249,6 +297,14 @@ def write_bundle(
         raw.pop(key, None)
     if raw.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
         raise BundleError(f"this plant-icd writes bundle format_version {FORMAT_VERSION} only")
+    if fusion_files:
+        if raw.get("fusion") is None:
+            raise BundleError("fusion files given but the metadata has no fusion section")
+        hashes = {}
+        for name, source in fusion_files.items():
+            _place(Path(source), bundle_dir / name)
+            hashes[name] = sha256_file(bundle_dir / name)
+        raw["fusion"] = {**raw["fusion"], "files": hashes}
     partial = BundleMetadata.from_dict(raw, require_hashes=False)
 
     graph_target = bundle_dir / GRAPH_FILE
@@ -291,10 +347,11 @@ def load_bundle(directory: str | Path) -> Bundle:
         raise BundleError(f"{metadata_path} must hold a JSON object: re-export the bundle")
 
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise BundleError(
-            f"{metadata_path} has format_version {version!r}; this plant-icd reads version "
-            f"{FORMAT_VERSION} only: re-export the bundle with this version, or upgrade plant-icd"
+            f"{metadata_path} has format_version {version!r}; this plant-icd reads versions "
+            f"{list(READABLE_VERSIONS)}: re-export the bundle with this version, or upgrade "
+            "plant-icd"
         )
     kind = raw.get("kind")
     if kind != BUNDLE_KIND:
@@ -307,6 +364,10 @@ def load_bundle(directory: str | Path) -> Bundle:
     checks = (
         (bundle_dir / GRAPH_FILE, metadata.graph_sha256, "graph"),
         (bundle_dir / TOKENIZER_FILE, metadata.tokenizer_sha256, "tokenizer"),
+        *(
+            (bundle_dir / name, digest, "fusion")
+            for name, digest in (metadata.fusion or {"files": {}})["files"].items()
+        ),
     )
     for path, expected, what in checks:
         if not path.is_file():

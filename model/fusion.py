@@ -15,11 +15,20 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from model.bundle import Bundle, BundleError
+from model.context import ContextFlags, ContextRules
 from model.lexicon import SOURCES, Match, MentionLexicon, MentionLink, links_by_code
 from model.neighbours import CodeVotes, NeighbourIndex
+from model.prediction import Highlight
 
 _SOURCE_FEATURES = (
-    "noisy_or", "max_weight", "matches", "log_support", "max_words", "coverage", "specificity",
+    "noisy_or",
+    "max_weight",
+    "matches",
+    "log_support",
+    "max_words",
+    "coverage",
+    "specificity",
 )
 FEATURES: tuple[str, ...] = (
     *(f"{source}_{name}" for source in SOURCES for name in _SOURCE_FEATURES),
@@ -30,7 +39,12 @@ FEATURES: tuple[str, ...] = (
     "prior_log_count",
     "network_logit",
     "negated_share",
+    "hypothetical_share",
+    "family_share",
 )
+LEXICON_FILE = "lexicon.json"
+NEIGHBOURS_FILE = "neighbours.npz"
+COMBINER_FILE = "combiner.onnx"
 COMBINER_INPUT = "features"
 COMBINER_OUTPUT = "margin"
 NEIGHBOURS_K = 20
@@ -41,8 +55,8 @@ class NoteSignals:
     """What the torch-free branches read in one note, before any code is scored."""
 
     matches: list[Match]
+    flags: list[ContextFlags]  # one per match: negation, uncertainty, family history around it
     votes: dict[str, CodeVotes]
-    negated: frozenset[int]  # indices into `matches` of matches inside a negation scope
 
 
 def _source_features(pairs: Sequence[tuple[Match, MentionLink]], code_notes: int) -> list[float]:
@@ -68,19 +82,26 @@ def _source_features(pairs: Sequence[tuple[Match, MentionLink]], code_notes: int
 class FeatureBuilder:
     """Candidates and their feature rows for one note, from its `NoteSignals`."""
 
-    def __init__(self, lexicon: MentionLexicon, neighbours: NeighbourIndex, train_counts: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        lexicon: MentionLexicon,
+        neighbours: NeighbourIndex,
+        train_counts: Mapping[str, int],
+        context: ContextRules | None = None,
+    ) -> None:
         self.lexicon = lexicon
         self.neighbours = neighbours
         self.train_counts = train_counts
+        self.context = context
 
-    def signals(self, text: str, negated_spans: Sequence[tuple[int, int]] = ()) -> NoteSignals:
+    def signals(self, text: str) -> NoteSignals:
         matches = self.lexicon.find(text)
-        negated = frozenset(
-            index
-            for index, match in enumerate(matches)
-            if any(start <= match.start and match.end <= end for start, end in negated_spans)
-        )
-        return NoteSignals(matches, self.neighbours.votes(text, NEIGHBOURS_K), negated)
+        if self.context is None or not matches:
+            flags = [ContextFlags() for _ in matches]
+        else:
+            note_context = self.context.read(text)
+            flags = [note_context.flags(match.start, match.end) for match in matches]
+        return NoteSignals(matches, flags, self.neighbours.votes(text, NEIGHBOURS_K))
 
     @staticmethod
     def candidates(signals: NoteSignals, extra: Sequence[str] = ()) -> list[str]:
@@ -97,7 +118,9 @@ class FeatureBuilder:
         network_logits: Mapping[str, float] | None = None,
     ) -> np.ndarray:
         """Feature matrix float32 (len(codes), len(FEATURES)); a missing network logit is NaN."""
-        index_of = {id(match): i for i, match in enumerate(signals.matches)}
+        flags_of = {
+            id(match): flags for match, flags in zip(signals.matches, signals.flags, strict=True)
+        }
         by_code = {
             source: links_by_code(m for m in signals.matches if m.source == source)
             for source in SOURCES
@@ -122,7 +145,8 @@ class FeatureBuilder:
             others = [s for s, other in best_in_category.get(code[:3], []) if other != code]
             votes = signals.votes.get(code)
             logit = math.nan if network_logits is None else network_logits.get(code, math.nan)
-            negated = sum(1 for match, _ in all_pairs if index_of[id(match)] in signals.negated)
+            flagged = [flags_of[id(match)] for match, _ in all_pairs]
+            share = 1.0 / len(flagged) if flagged else 0.0
             values += [
                 max(others, default=0.0),
                 votes.score if votes else 0.0,
@@ -130,7 +154,9 @@ class FeatureBuilder:
                 float(votes.count) if votes else 0.0,
                 math.log1p(self.train_counts.get(code, 0)),
                 logit,
-                negated / len(all_pairs) if all_pairs else 0.0,
+                share * sum(flags.negated for flags in flagged),
+                share * sum(flags.hypothetical for flags in flagged),
+                share * sum(flags.family for flags in flagged),
             ]
             rows[row] = values
         return rows
@@ -160,3 +186,95 @@ class Combiner:
             return np.zeros(0, dtype=np.float32)
         (out,) = self._session.run([COMBINER_OUTPUT], {COMBINER_INPUT: rows.astype(np.float32)})
         return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * values.astype(np.float64)))).astype(np.float32)
+
+
+class FusedScorer:
+    """The fused model of a bundle: branches and combiner, scoring the bundle's whole label space.
+
+    Candidates (codes a branch proposes) get the combiner's probability. Every other code ranks
+    below them all, in the network's order, so the ranking stays complete.
+    """
+
+    def __init__(self, bundle: Bundle, threads: int | None = 1) -> None:
+        metadata = bundle.metadata
+        if metadata.fusion is None:
+            raise ValueError(f"{bundle.directory} has no fused model")
+        info = metadata.fusion
+        if list(info["features"]) != list(FEATURES):
+            raise BundleError(
+                f"{bundle.directory} was fitted on features {info['features']}, this plant-icd "
+                f"builds {list(FEATURES)}: re-export the bundle"
+            )
+        codes = [entry["code"] for entry in metadata.codes]
+        counts = dict(zip(codes, metadata.train_code_counts, strict=True))
+        language = info["context_language"]
+        self._builder = FeatureBuilder(
+            MentionLexicon.load(bundle.fusion_file(LEXICON_FILE)),
+            NeighbourIndex.load(bundle.fusion_file(NEIGHBOURS_FILE)),
+            {code: count for code, count in counts.items() if count},
+            ContextRules.for_language(language) if language else None,
+        )
+        self._combiner = Combiner(bundle.fusion_file(COMBINER_FILE), threads)
+        self._codes = codes
+        self._index = {code: column for column, code in enumerate(codes)}
+        self._n_network = metadata.n_network_codes
+        self._network_candidates = int(info["network_candidates"])
+        self._uses_network = bool(info["uses_network"])
+
+    def score(self, text: str, logits: np.ndarray) -> tuple[np.ndarray, NoteSignals]:
+        """Probabilities float32 (C,) for one note from its network logits (C_network,)."""
+        signals = self._builder.signals(text)
+        extra: list[str] = []
+        if self._network_candidates:
+            top = np.argsort(-logits, kind="stable")[: self._network_candidates]
+            extra = [self._codes[column] for column in top.tolist()]
+        candidates = [
+            code for code in self._builder.candidates(signals, extra) if code in self._index
+        ]
+        columns = np.array([self._index[code] for code in candidates], dtype=np.int64)
+        network = None
+        if self._uses_network:
+            network = {
+                code: float(logits[column])
+                for code, column in zip(candidates, columns.tolist(), strict=True)
+                if column < self._n_network
+            }
+        fused = _sigmoid(self._combiner.margins(self._builder.rows(signals, candidates, network)))
+        floor = float(fused.min()) if len(fused) else 1.0
+        scores = np.zeros(len(self._codes), dtype=np.float32)  # (C,)
+        # Below every candidate, in the network's order: half the lowest candidate's score.
+        scores[: self._n_network] = 0.5 * floor * _sigmoid(logits)
+        scores[columns] = fused
+        return scores, signals
+
+    @staticmethod
+    def evidence(signals: NoteSignals, code: str, text: str) -> list[Highlight]:
+        """The lexicon matches that name `code`, with their context flags, heaviest first."""
+        items = []
+        for match, flags in zip(signals.matches, signals.flags, strict=True):
+            weight = max((link.weight for link in match.links if link.code == code), default=None)
+            if weight is None:
+                continue
+            items.append(
+                Highlight(
+                    start=match.start,
+                    end=match.end,
+                    text=text[match.start : match.end],
+                    weight=weight,
+                    source="lexicon",
+                    negated=flags.negated,
+                    hypothetical=flags.hypothetical,
+                    family=flags.family,
+                )
+            )
+        # One item per span: the same phrase found by two sources keeps its best weight.
+        best: dict[tuple[int, int], Highlight] = {}
+        for item in items:
+            key = (item.start, item.end)
+            if key not in best or item.weight > best[key].weight:
+                best[key] = item
+        return sorted(best.values(), key=lambda item: (-item.weight, item.start))

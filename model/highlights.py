@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,3 +150,16 @@ def extract_highlights(
         )
         for span in phrases
     ]
+
+
+def merge_evidence(
+    lexicon: Sequence[Highlight], attention: Sequence[Highlight], limit: int | None = None
+) -> list[Highlight]:
+    """One ranked evidence list for a code: lexicon matches first, heaviest first (a phrase that
+    named the code in training notes is what a coder marks), then the attention phrases that
+    overlap none of them."""
+    ranked = sorted(lexicon, key=lambda item: (-item.weight, item.start))
+    for item in attention:
+        if not any(item.start < other.end and other.start < item.end for other in ranked):
+            ranked.append(item)
+    return ranked[:limit] if limit is not None else ranked

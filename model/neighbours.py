@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ def note_terms(text: str) -> Counter[str]:
     """Term counts of a note: folded words and adjacent word pairs."""
     tokens = [word.text for word in words(text)]
     terms = Counter(tokens)
-    terms.update(f"{left} {right}" for left, right in zip(tokens, tokens[1:], strict=False))
+    terms.update(f"{left} {right}" for left, right in pairwise(tokens))
     return terms
 
 
@@ -111,7 +112,9 @@ class NeighbourIndex:
         if not known:
             return scores
         ids = np.array([term for term, _ in known], dtype=np.int64)
-        query = _unit((1 + np.log(np.array([n for _, n in known], dtype=np.float64))) * self._idf[ids])
+        query = _unit(
+            (1 + np.log(np.array([n for _, n in known], dtype=np.float64))) * self._idf[ids]
+        )
         starts, stops = self._pointers[ids], self._pointers[ids + 1]
         lengths = stops - starts
         positions = np.repeat(stops - lengths.cumsum(), lengths) + np.arange(lengths.sum())

@@ -11,15 +11,26 @@ from typing import Protocol
 
 import numpy as np
 
+HIGHLIGHT_SOURCES = ("lexicon", "attention")
+
 
 @dataclass(frozen=True)
 class Highlight:
-    """Evidence for a code: [start, end) character offsets into the text as sent."""
+    """Evidence for a code: [start, end) character offsets into the text as sent.
+
+    `source` says what found it: a lexicon match (a phrase that named the code in training
+    notes) or the network's attention. The flags say whether the span sits in a negation,
+    uncertainty or family-history context (model/context.py); `weight` ranks a code's items.
+    """
 
     start: int
     end: int
     text: str
     weight: float
+    source: str = "attention"
+    negated: bool = False
+    hypothetical: bool = False
+    family: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,13 @@ import numpy as np
 import onnxruntime as ort
 
 from model.bundle import Bundle, BundleError, BundleMetadata, load_bundle
-from model.highlights import DEFAULT_MAX_TOKENS, DEFAULT_MIN_RATIO, extract_highlights
+from model.fusion import FusedScorer, NoteSignals
+from model.highlights import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MIN_RATIO,
+    extract_highlights,
+    merge_evidence,
+)
 from model.prediction import CodePrediction, Highlight
 from model.tokenizer import NoteTokenizer, TokenizedNote
 
@@ -109,6 +115,9 @@ class OnnxPredictor:
         # None (no tuned value for a code) reads as NaN and falls back to the global threshold.
         per_code = np.asarray(metadata.thresholds["per_code"], dtype=np.float64)  # (C,)
         self._thresholds = np.where(np.isfinite(per_code), per_code, global_threshold)
+        self._n_network = metadata.n_network_codes
+        # The fused model (lexicon, neighbours, combiner) where the bundle has one.
+        self._fusion = FusedScorer(self._bundle) if metadata.fusion is not None else None
         self._ready = False
         self._ready_lock = threading.Lock()
 
@@ -123,10 +132,10 @@ class OnnxPredictor:
             )
         # Dynamic axes are strings; only fixed sizes can be checked before running.
         n_codes = outputs["logits"].shape[-1]
-        if isinstance(n_codes, int) and n_codes != len(metadata.codes):
+        if isinstance(n_codes, int) and n_codes != metadata.n_network_codes:
             raise BundleError(
-                f"the graph scores {n_codes} codes but bundle.json lists {len(metadata.codes)}: "
-                "re-export the bundle"
+                f"the graph scores {n_codes} codes but bundle.json says it scores "
+                f"{metadata.n_network_codes}: re-export the bundle"
             )
         top_k = outputs["top_codes"].shape[-1]
         if isinstance(top_k, int) and top_k != metadata.top_k_export:
@@ -211,9 +220,10 @@ class OnnxPredictor:
     ) -> tuple[np.ndarray, list[_NoteAttention]]:
         """Run the graph in batches of notes of similar length; answers in the input order.
 
-        Returns logits float32 (N, C) and, when asked, each note's attention (else an empty list).
+        Returns logits float32 (N, C_network) and, when asked, each note's attention (else an
+        empty list).
         """
-        logits = np.zeros((len(notes), len(self._codes)), dtype=np.float32)  # (N, C)
+        logits = np.zeros((len(notes), self._n_network), dtype=np.float32)  # (N, C_network)
         attention: list[_NoteAttention | None] = [None] * len(notes)
         fetch = list(OUTPUT_NAMES) if with_attention else ["logits"]
         for members in self._batches([len(note) for note in notes]):
@@ -235,11 +245,26 @@ class OnnxPredictor:
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, float32 (len(texts), len(codes)), columns in `codes` order."""
-        notes = self.tokenize(texts)
+        note_texts = check_texts(texts)
+        notes = self.tokenize(note_texts)
         if not notes:
             return np.zeros((0, len(self._codes)), dtype=np.float32)
-        logits, _ = self._run(notes, with_attention=False)  # (N, C)
-        return sigmoid(logits)
+        logits, _ = self._run(notes, with_attention=False)  # (N, C_network)
+        return self._probabilities(note_texts, logits)[0]
+
+    def _probabilities(
+        self, texts: Sequence[str], logits: np.ndarray
+    ) -> tuple[np.ndarray, list[NoteSignals | None]]:
+        """Scores float32 (N, C) from the network's logits (N, C_network), fused where the bundle
+        has a fused model, and what the lexicon found in each note (None without fusion)."""
+        if self._fusion is None:
+            return sigmoid(logits), [None] * len(texts)
+        scores = np.zeros((len(texts), len(self._codes)), dtype=np.float32)  # (N, C)
+        found: list[NoteSignals | None] = []
+        for row, (text, note_logits) in enumerate(zip(texts, logits, strict=True)):
+            scores[row], signals = self._fusion.score(text, note_logits)
+            found.append(signals)
+        return scores, found
 
     def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[list[CodePrediction]]:
         """Ranked codes per note, best first (ties: earlier code), with highlights for codes the
@@ -251,27 +276,29 @@ class OnnxPredictor:
         if not notes:
             return []
         logits, attention = self._run(notes, with_attention=True)
-        probabilities = sigmoid(logits)  # (N, C)
+        probabilities, found = self._probabilities(note_texts, logits)  # (N, C)
         predictions: list[list[CodePrediction]] = []
-        for text, note, note_probabilities, evidence in zip(
-            note_texts, notes, probabilities, attention, strict=True
+        for text, note, note_probabilities, evidence, signals in zip(
+            note_texts, notes, probabilities, attention, found, strict=True
         ):
             ranking = np.argsort(-note_probabilities, kind="stable")[:top_k]
             attention_row = {int(code): k for k, code in enumerate(evidence.top_codes.tolist())}
             ranked: list[CodePrediction] = []
             for rank, code_index in enumerate(ranking.tolist(), start=1):
                 score = float(note_probabilities[code_index])
-                highlights: tuple[Highlight, ...] = ()
+                attended: list[Highlight] = []
                 if code_index in attention_row:
-                    highlights = tuple(
-                        extract_highlights(
-                            evidence.top_attention[attention_row[code_index]],  # (T_note,)
-                            note.offsets,
-                            text,
-                            max_tokens=self._highlight_tokens,
-                            min_ratio=self._highlight_min_ratio,
-                        )
+                    attended = extract_highlights(
+                        evidence.top_attention[attention_row[code_index]],  # (T_note,)
+                        note.offsets,
+                        text,
+                        max_tokens=self._highlight_tokens,
+                        min_ratio=self._highlight_min_ratio,
                     )
+                matched: list[Highlight] = []
+                if signals is not None:
+                    matched = FusedScorer.evidence(signals, self._codes[code_index], text)
+                highlights = tuple(merge_evidence(matched, attended))
                 ranked.append(
                     CodePrediction(
                         code=self._codes[code_index],

@@ -360,6 +360,13 @@ def train(
     plant: Annotated[
         bool, typer.Option("--plant/--no-plant", help="--no-plant trains LANT (no planting)")
     ] = True,
+    fusion: Annotated[
+        bool,
+        typer.Option(
+            "--fusion/--no-fusion",
+            help="--no-fusion serves the network alone (no lexicon, neighbours or combiner)",
+        ),
+    ] = True,
     seed: int = 13,
     work_dir: Annotated[
         Path | None, typer.Option(help="Stage cache (default runs/<corpus>-<codes>-<lang>-...)")
@@ -388,6 +395,7 @@ def train(
         out=out,
         preset=preset,
         plant=plant,
+        fusion=fusion,
         seed=seed,
         work_dir=work_dir,
         encoder_dir=encoder_dir,

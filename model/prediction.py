@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
-HIGHLIGHT_SOURCES = ("lexicon", "attention")
+HighlightSource = Literal["lexicon", "attention"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Highlight:
     end: int
     text: str
     weight: float
-    source: str = "attention"
+    source: HighlightSource = "attention"
     negated: bool = False
     hypothetical: bool = False
     family: bool = False

@@ -97,7 +97,15 @@ def record_predictions(
                 above_threshold=code.above_threshold,
                 threshold=thresholds.get(code.code),
                 highlights=[
-                    {"start": span.start, "end": span.end, "weight": span.weight}
+                    {
+                        "start": span.start,
+                        "end": span.end,
+                        "weight": span.weight,
+                        "source": span.source,
+                        "negated": span.negated,
+                        "hypothetical": span.hypothetical,
+                        "family": span.family,
+                    }
                     for span in code.highlights
                 ],
             )

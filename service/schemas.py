@@ -109,7 +109,22 @@ class HighlightOut(BaseModel):
     start: int
     end: int
     text: str | None = Field(description="the highlighted text; null when the note was purged")
-    weight: float = Field(description="share of the code's attention on this span")
+    weight: float = Field(
+        description="rank of this item among the code's evidence: a lexicon match's precision in "
+        "training notes, or an attention phrase's share of the code's attention"
+    )
+    source: Literal["lexicon", "attention"] = Field(
+        default="attention",
+        description="lexicon: a phrase that named the code in training notes; attention: where "
+        "the network looked",
+    )
+    negated: bool = Field(default=False, description="inside a negation (e.g. 'niega', 'no')")
+    hypothetical: bool = Field(
+        default=False, description="inside an uncertainty ('sospecha de', 'rule out')"
+    )
+    family: bool = Field(
+        default=False, description="about a relative ('madre con', 'family history of')"
+    )
 
 
 class CodeOut(BaseModel):

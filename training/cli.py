@@ -367,6 +367,14 @@ def train(
             help="--no-fusion serves the network alone (no lexicon, neighbours or combiner)",
         ),
     ] = True,
+    evidence: Annotated[
+        bool,
+        typer.Option(
+            "--evidence/--no-evidence",
+            help="plant from the coders' evidence spans where the corpus has them (CodiEsp X); "
+            "--no-evidence plants from mutual information alone",
+        ),
+    ] = True,
     seed: int = 13,
     work_dir: Annotated[
         Path | None, typer.Option(help="Stage cache (default runs/<corpus>-<codes>-<lang>-...)")
@@ -396,6 +404,7 @@ def train(
         preset=preset,
         plant=plant,
         fusion=fusion,
+        evidence=evidence,
         seed=seed,
         work_dir=work_dir,
         encoder_dir=encoder_dir,

@@ -327,9 +327,10 @@ def fit_fusion(
     out_dir: Path,
     network_codes: Sequence[str],
 ) -> FittedFusion:
-    """Fit the combiner out of fold, then write the branches built on every training note."""
+    """Fit the combiner out of fold, then write the branches built on every training note
+    (`train_docs` as `fusion_documents` returns them: with spans in the notes' language)."""
     started = time.perf_counter()
-    documents = fusion_documents(train_docs, spec)
+    documents = list(train_docs)
     catalogue = corpus_catalogue(spec) if settings.catalogue else None
     language = spec.lang if spec.lang in LANGUAGES else None
     context = ContextRules.for_language(language) if language else None

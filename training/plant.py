@@ -31,11 +31,12 @@ from training.datasets import CorpusSpec, code_counts, describe_codes, fingerpri
 from training.distributed import SINGLE, DistContext, barrier
 from training.evaluate import evaluate_predictor, gold_matrix, json_safe, known_gold_matrix
 from training.finetune import FinetuneConfig, StageConfig, run_stage
-from training.fusion import FittedFusion, FusionSettings, fit_fusion
+from training.fusion import FittedFusion, FusionSettings, fit_fusion, fusion_documents
 from training.l2r import L2RConfig, train_l2r
 from training.lm import LMConfig, pretrain_language_model
 from training.metrics import MetricReport
 from training.mutual_info import label_matrix, normalized_mutual_information, presence_matrix
+from training.planting import evidence_counts, evidence_relevance
 from training.thresholds import Thresholds, tune_thresholds
 
 Progress = Callable[[str, int, int, dict[str, float]], None]
@@ -164,6 +165,7 @@ class TrainOptions:
     # AWD-LSTM, with its own tokenizer; it is already pretrained, so the LM stage is skipped.
     encoder_dir: Path | None = None
     fusion: bool = True  # fuse the network with the lexicon and neighbours (False: network alone)
+    evidence: bool = True  # plant from the coders' evidence spans where the corpus has them
 
 
 @dataclass
@@ -283,6 +285,10 @@ def run_training(
         unlabelled += spec.load("background")
     codes = label_order(train_docs)
     counts = code_counts(train_docs)
+    # Training notes with evidence spans in their own language (projected for CodiEsp English).
+    evidence_docs = (
+        fusion_documents(train_docs, spec) if options.evidence or options.fusion else train_docs
+    )
     corpus_key = _key(CACHE_VERSION, fingerprint(train_docs), fingerprint(unlabelled), options.seed)
 
     # 1. Tokenizer, trained on unlabelled training text (train + background), or the backbone's.
@@ -361,20 +367,25 @@ def run_training(
     mutual_information = np.load(mi_path)
     seconds["mi"] = time.perf_counter() - started
 
-    # 4. L2R: rank tokens per code by MI with LambdaRank.
+    # 4. L2R: rank tokens per code by the coders' evidence (where the corpus has spans) and MI.
     started = time.perf_counter()
+    relevance, planting = mutual_information, "mi"
+    if options.plant and options.evidence and any(doc.spans for doc in evidence_docs):
+        marked = evidence_counts(evidence_docs, tokenizer, codes, settings.max_tokens)
+        relevance = evidence_relevance(mutual_information, marked)
+        planting = hashlib.sha256(marked.tobytes()).hexdigest()[:16]
     # The planted branch takes the L2R factors as they are: their width is the network's.
     l2r_config = replace(settings.l2r, dim=network_config.l2r_dim)
-    l2r_key = _key(mi_key, asdict(l2r_config))
+    l2r_key = _key(mi_key, asdict(l2r_config), planting)
     l2r_path = cache.path("l2r", l2r_key, ".pt")
     if ctx.is_main and (cache.report("l2r", l2r_key) is None or not l2r_path.is_file()):
         l2r_model, report_l2r = train_l2r(
-            mutual_information,
+            relevance,
             l2r_config,
             progress=lambda done, total, loss: notify("l2r", done, total, {"loss": loss}),
         )
         torch.save(l2r_model.state_dict(), l2r_path)
-        cache.save_report("l2r", l2r_key, asdict(report_l2r))
+        cache.save_report("l2r", l2r_key, asdict(report_l2r) | {"planting": planting})
     barrier(ctx)
     reports["l2r"] = cache.report("l2r", l2r_key)
     seconds["l2r"] = time.perf_counter() - started
@@ -473,7 +484,7 @@ def run_training(
     fusion_files: dict[str, Path] = {}
     if options.fusion:
         started = time.perf_counter()
-        fused = fit_fusion(train_docs, spec, settings.fusion, options.out, codes)
+        fused = fit_fusion(evidence_docs, spec, settings.fusion, options.out, codes)
         _add_fusion(metadata, fused, spec)
         fusion_files = fused.files
         reports["fusion"] = fused.info["report"]

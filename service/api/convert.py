@@ -70,7 +70,16 @@ def fresh_prediction(
                 above_threshold=code.above_threshold,
                 threshold=stored.threshold,
                 highlights=[
-                    HighlightOut(start=h.start, end=h.end, text=h.text, weight=h.weight)
+                    HighlightOut(
+                        start=h.start,
+                        end=h.end,
+                        text=h.text,
+                        weight=h.weight,
+                        source=h.source,
+                        negated=h.negated,
+                        hypothetical=h.hypothetical,
+                        family=h.family,
+                    )
                     for h in code.highlights
                 ],
             )
@@ -96,6 +105,11 @@ def _stored_code(row: PredictedCode, note_text: str | None) -> CodeOut:
                 end=int(span["end"]),
                 text=None if note_text is None else note_text[span["start"] : span["end"]],
                 weight=float(span["weight"]),
+                # Rows recorded before evidence had a source came from attention only.
+                source=span.get("source", "attention"),
+                negated=bool(span.get("negated", False)),
+                hypothetical=bool(span.get("hypothetical", False)),
+                family=bool(span.get("family", False)),
             )
             for span in row.highlights
         ],

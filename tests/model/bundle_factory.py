@@ -196,3 +196,106 @@ def graph_parameters(bundle_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     model = onnx.load(str(Path(bundle_dir) / "model.onnx"))
     tensors = {tensor.name: numpy_helper.to_array(tensor) for tensor in model.graph.initializer}
     return tensors["E"], tensors["bias"]
+
+
+def _threshold_tree(feature: int, threshold: float, low: float, high: float) -> onnx.ModelProto:
+    """A one-split TreeEnsembleRegressor over the fusion features: `low` if x <= t else `high`."""
+    from model.fusion import COMBINER_INPUT, COMBINER_OUTPUT, FEATURES
+
+    node = helper.make_node(
+        "TreeEnsembleRegressor",
+        [COMBINER_INPUT],
+        [COMBINER_OUTPUT],
+        domain="ai.onnx.ml",
+        n_targets=1,
+        aggregate_function="SUM",
+        base_values=[0.0],
+        nodes_treeids=[0, 0, 0],
+        nodes_nodeids=[0, 1, 2],
+        nodes_featureids=[feature, 0, 0],
+        nodes_values=[threshold, 0.0, 0.0],
+        nodes_modes=["BRANCH_LEQ", "LEAF", "LEAF"],
+        nodes_truenodeids=[1, 0, 0],
+        nodes_falsenodeids=[2, 0, 0],
+        nodes_missing_value_tracks_true=[1, 0, 0],
+        target_treeids=[0, 0],
+        target_nodeids=[1, 2],
+        target_ids=[0, 0],
+        target_weights=[low, high],
+    )
+    graph = helper.make_graph(
+        [node],
+        "combiner",
+        [helper.make_tensor_value_info(COMBINER_INPUT, TensorProto.FLOAT, ["rows", len(FEATURES)])],
+        [helper.make_tensor_value_info(COMBINER_OUTPUT, TensorProto.FLOAT, ["rows", 1])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+    )
+    model.ir_version = 8
+    return model
+
+
+# Codes only the lexicon knows (the graph never scores them), with the phrase that names them.
+FUSION_ONLY_CODES = {"K35.80": "apendicitis aguda"}
+
+
+def add_fusion(bundle_dir: str | Path, *, context_language: str | None = "es") -> Path:
+    """Turn a tiny bundle into a fused one: every keyword of DEFAULT_CODES and each phrase of
+    FUSION_ONLY_CODES is a lexicon mention (weight 0.8), and the combiner scores a candidate
+    high exactly when a lexicon match names it (evidence_max_weight > 0.5)."""
+    from model.bundle import load_bundle
+    from model.fusion import COMBINER_FILE, FEATURES, LEXICON_FILE, NEIGHBOURS_FILE
+    from model.lexicon import MentionLexicon, MentionLink, MentionTrie
+    from model.neighbours import NeighbourIndex
+    from model.text import phrase_key
+
+    bundle_dir = Path(bundle_dir)
+    metadata = load_bundle(bundle_dir).metadata.to_dict()
+    network_codes = [entry["code"] for entry in metadata["codes"]]
+    mentions = {
+        phrase_key(word): [MentionLink(code, 0.8, 5, 4)]
+        for code, words in DEFAULT_CODES.items()
+        if code in network_codes
+        for word in words
+    }
+    mentions |= {
+        phrase_key(text): [MentionLink(code, 0.8, 2, 2)] for code, text in FUSION_ONLY_CODES.items()
+    }
+    work = bundle_dir / "fusion-build"
+    work.mkdir(exist_ok=True)
+    MentionLexicon({"evidence": MentionTrie(mentions)}).save(work / LEXICON_FILE)
+    NeighbourIndex.build(
+        ["fiebre y tos", "dolor toracico e hipertension"], [["R50.9", "R05"], ["R07.9", "I10"]]
+    ).save(work / NEIGHBOURS_FILE)
+    onnx.save(
+        _threshold_tree(FEATURES.index("evidence_max_weight"), 0.5, -3.0, 3.0),
+        str(work / COMBINER_FILE),
+    )
+    extra = list(FUSION_ONLY_CODES)
+    n_codes = len(network_codes) + len(extra)
+    metadata |= {
+        "network_codes": len(network_codes),
+        "codes": metadata["codes"] + [{"code": c, "description": f"Test code {c}"} for c in extra],
+        "train_code_counts": metadata["train_code_counts"] + [0] * len(extra),
+        "thresholds": {"global_threshold": 0.5, "per_code": [0.5] * n_codes, "min_positives": 2},
+        "fusion": {
+            "files": {},
+            "features": list(FEATURES),
+            "context_language": context_language,
+            "network_candidates": 0,
+            "uses_network": False,
+            "report": {},
+        },
+    }
+    write_bundle(
+        bundle_dir,
+        metadata,
+        bundle_dir / "model.onnx",
+        bundle_dir / "tokenizer.json",
+        {name: work / name for name in (LEXICON_FILE, NEIGHBOURS_FILE, COMBINER_FILE)},
+    )
+    for path in work.iterdir():
+        path.unlink()
+    work.rmdir()
+    return bundle_dir

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from model.bundle import (
+    FORMAT_VERSION,
     BundleError,
     BundleMetadata,
     fingerprint_documents,
@@ -39,12 +40,14 @@ CONTRACT_KEYS = [
     "package_versions",
     "graph_sha256",
     "tokenizer_sha256",
+    "network_codes",
+    "fusion",
 ]
 
 
 def _metadata(n_codes: int = 2) -> dict[str, Any]:
     return {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "kind": "plant",
         "name": "unit",
         "version": "1.2.3",
@@ -141,7 +144,7 @@ def _rewrite(bundle_dir: Path, **changes: Any) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"format_version": 2}, "format_version 2"),
+        ({"format_version": 3}, "format_version 3"),
         ({"kind": "tfidf-logreg"}, "kind 'tfidf-logreg'"),
         (
             {"thresholds": {"global_threshold": 0.5, "per_code": [0.5], "min_positives": 1}},

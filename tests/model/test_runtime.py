@@ -249,7 +249,7 @@ def test_broken_bundles_fail_at_load(tmp_path: Path, bundle_dir: Path) -> None:
     write_bundle(
         mismatched, load_bundle(bundle_dir).metadata, other / "model.onnx", other / "tokenizer.json"
     )
-    with pytest.raises(BundleError, match=r"scores 4 codes but bundle\.json lists 6"):
+    with pytest.raises(BundleError, match=r"scores 4 codes but bundle\.json says it scores 6"):
         OnnxPredictor(mismatched)
     # Garbage that matches its own checksum: ONNX Runtime refuses it, with advice.
     raw = json.loads((copy / "bundle.json").read_text(encoding="utf-8"))

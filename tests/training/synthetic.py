@@ -30,11 +30,24 @@ FILLER = (
 )
 
 
-def synthetic_note(rng: np.random.Generator, codes: list[str]) -> str:
-    sentences = [str(rng.choice(FILLER)) for _ in range(int(rng.integers(3, 7)))]
+def synthetic_note(
+    rng: np.random.Generator, codes: list[str]
+) -> tuple[str, list[tuple[str, int, int]]]:
+    """A note and its evidence: (code, start, end) of each code's signal phrase."""
+    sentences: list[tuple[str, str | None]] = [
+        (str(rng.choice(FILLER)), None) for _ in range(int(rng.integers(3, 7)))
+    ]
     for code in codes:
-        sentences.insert(int(rng.integers(0, len(sentences) + 1)), str(rng.choice(SIGNALS[code])))
-    return ". ".join(sentence.capitalize() for sentence in sentences) + "."
+        position = int(rng.integers(0, len(sentences) + 1))
+        sentences.insert(position, (str(rng.choice(SIGNALS[code])), code))
+    text, spans = "", []
+    for index, (sentence, code) in enumerate(sentences):
+        if index:
+            text += ". "
+        if code is not None:
+            spans.append((code, len(text), len(text) + len(sentence)))
+        text += sentence.capitalize()
+    return text + ".", spans
 
 
 def write_synthetic_codiesp(
@@ -45,17 +58,22 @@ def write_synthetic_codiesp(
     all_codes = list(SIGNALS)
     for split, count in (("train", n_train), ("dev", n_dev), ("background", n_background)):
         rows: list[str] = []
+        evidence: list[str] = []
         for folder in ("text_files", "text_files_en"):
             (root / split / folder).mkdir(parents=True, exist_ok=True)
         for index in range(count):
             doc_id = f"S{split[:2].upper()}{index:04d}-1"
             codes = list(rng.choice(all_codes, size=int(rng.integers(1, 3)), replace=False))
-            text = synthetic_note(rng, codes)
+            text, spans = synthetic_note(rng, codes)
+            evidence += [
+                f"{doc_id}\tDIAGNOSTICO\t{code}\t{text[start:end]}\t{start} {end}\n"
+                for code, start, end in spans
+            ]
             for folder in ("text_files", "text_files_en"):
                 (root / split / folder / f"{doc_id}.txt").write_text(text, encoding="utf-8")
             rows += [f"{doc_id}\t{code}\n" for code in codes]
         if split != "background":
             (root / split / f"{split}D.tsv").write_text("".join(rows), encoding="utf-8")
             (root / split / f"{split}P.tsv").write_text("", encoding="utf-8")
-            (root / split / f"{split}X.tsv").write_text("", encoding="utf-8")
+            (root / split / f"{split}X.tsv").write_text("".join(evidence), encoding="utf-8")
     return root

@@ -1,0 +1,72 @@
+"""The fused model as the runtime serves it: lexicon + neighbours + combiner beside the graph."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.bundle import BundleError, load_bundle
+from model.runtime import OnnxPredictor
+from tests.model.bundle_factory import FUSION_ONLY_CODES, add_fusion, build_tiny_bundle
+
+
+@pytest.fixture(scope="module")
+def fused_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return add_fusion(build_tiny_bundle(tmp_path_factory.mktemp("fused")))
+
+
+def test_the_label_space_adds_codes_only_the_lexicon_proposes(fused_dir: Path) -> None:
+    predictor = OnnxPredictor(fused_dir, threads=1)
+    assert list(predictor.codes)[-1] == "K35.80"
+    assert predictor.metadata.n_network_codes == len(predictor.codes) - len(FUSION_ONLY_CODES)
+    scores = predictor.scores(["Paciente con apendicitis aguda y fiebre."])
+    assert scores.shape == (1, len(predictor.codes))
+
+
+def test_a_lexicon_match_ranks_its_code_first_with_lexicon_evidence(fused_dir: Path) -> None:
+    predictor = OnnxPredictor(fused_dir, threads=1)
+    text = "Paciente ingresado con apendicitis aguda."
+    (ranked,) = predictor.predict([text], top_k=3)
+    top = ranked[0]
+    assert top.code == "K35.80" and top.above_threshold
+    assert top.highlights[0].source == "lexicon"
+    assert text[top.highlights[0].start : top.highlights[0].end] == "apendicitis aguda"
+
+
+def test_candidates_outrank_every_other_code(fused_dir: Path) -> None:
+    predictor = OnnxPredictor(fused_dir, threads=1)
+    (scores,) = predictor.scores(["Fiebre y tos desde ayer."])
+    codes = list(predictor.codes)
+    proposed = [codes.index(code) for code in ("R50.9", "R05")]
+    others = [i for i in range(len(codes)) if i not in proposed]
+    assert scores[proposed].min() > scores[others].max()
+
+
+def test_a_negated_match_is_marked(fused_dir: Path) -> None:
+    predictor = OnnxPredictor(fused_dir, threads=1)
+    (ranked,) = predictor.predict(["El paciente niega fiebre. Refiere tos."])
+    by_code = {prediction.code: prediction for prediction in ranked}
+    fever = [h for h in by_code["R50.9"].highlights if h.source == "lexicon"]
+    cough = [h for h in by_code["R05"].highlights if h.source == "lexicon"]
+    assert [h.negated for h in fever] == [True]
+    assert [h.negated for h in cough] == [False]
+
+
+def test_a_changed_fusion_file_fails_the_checksum(fused_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(fused_dir, copy)
+    lexicon = copy / "lexicon.json"
+    lexicon.write_text(lexicon.read_text().replace("0.8", "0.9"))
+    with pytest.raises(BundleError, match="fusion checksum mismatch"):
+        load_bundle(copy)
+
+
+def test_scores_and_predict_agree(fused_dir: Path) -> None:
+    predictor = OnnxPredictor(fused_dir, threads=1)
+    texts = ["Fiebre y tos.", "Dolor toracico con hipertension."]
+    scores = predictor.scores(texts)
+    for row, ranked in zip(scores, predictor.predict(texts), strict=True):
+        by_code = {prediction.code: prediction.score for prediction in ranked}
+        assert np.allclose([by_code[code] for code in predictor.codes], row)

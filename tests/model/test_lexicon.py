@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+
+from model.context import ContextRules
+from model.fusion import FeatureBuilder
+from model.lexicon import MentionLexicon, MentionLink, MentionTrie
+from model.neighbours import NeighbourIndex
+
+
+def _trie(*mentions: tuple[str, str, float]) -> MentionTrie:
+    return MentionTrie(
+        {tuple(text.split()): [MentionLink(code, weight, 3, 2)] for text, code, weight in mentions}
+    )
+
+
+def test_matching_ignores_case_accents_and_punctuation() -> None:
+    trie = _trie(("hipertension arterial", "I10", 0.9))
+    (match,) = trie.find("Antecedentes: HIPERTENSIÓN, arterial.", "evidence")
+    assert match.links[0].code == "I10"
+    assert (match.start, match.end) == (14, 36)
+
+
+def test_the_longest_match_wins_and_matches_inside_it_are_dropped() -> None:
+    trie = _trie(
+        ("diabetes", "E11.9", 0.5),
+        ("diabetes mellitus tipo 2", "E11.9", 0.9),
+        ("mellitus tipo", "E10.9", 0.2),
+        ("tipo 2 con", "X00", 0.1),
+    )
+    text = "Paciente con diabetes mellitus tipo 2 con nefropatia"
+    found = [(text[m.start : m.end], m.n_words) for m in trie.find(text, "evidence")]
+    # "mellitus tipo" lies inside the longest match; "tipo 2 con" overlaps it and runs past it.
+    assert found == [("diabetes mellitus tipo 2", 4), ("tipo 2 con", 3)]
+
+
+def test_sources_do_not_hide_each_other() -> None:
+    lexicon = MentionLexicon(
+        {
+            "evidence": _trie(("dolor", "R52", 0.6)),
+            "mined": _trie(("dolor toracico", "R07.9", 0.7)),
+        }
+    )
+    found = {(m.source, m.links[0].code) for m in lexicon.find("Dolor torácico intenso")}
+    assert found == {("evidence", "R52"), ("mined", "R07.9")}
+
+
+def test_a_lexicon_survives_its_json_file(tmp_path: Path) -> None:
+    lexicon = MentionLexicon({"catalogue": _trie(("neumonia", "J18.9", 0.4))})
+    lexicon.save(tmp_path / "lexicon.json")
+    loaded = MentionLexicon.load(tmp_path / "lexicon.json")
+    assert loaded.codes() == {"J18.9"}
+    assert loaded.trie("catalogue").mentions[("neumonia",)] == (MentionLink("J18.9", 0.4, 3, 2),)
+
+
+def test_an_unknown_format_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="re-export"):
+        MentionLexicon.from_dict({"format": 99, "sources": {}})
+
+
+def test_a_match_inside_a_negation_scope_is_flagged() -> None:
+    lexicon = MentionLexicon({"evidence": _trie(("fiebre", "R50.9", 0.8))})
+    neighbours = NeighbourIndex.build(["fiebre alta", "tos seca"], [["R50.9"], ["R05"]])
+    builder = FeatureBuilder(lexicon, neighbours, {"R50.9": 1}, ContextRules.for_language("es"))
+    negated = builder.signals("El paciente niega fiebre.")
+    affirmed = builder.signals("El paciente refiere fiebre.")
+    assert [flags.negated for flags in negated.flags] == [True]
+    assert [flags.negated for flags in affirmed.flags] == [False]

@@ -1,0 +1,63 @@
+import pytest
+
+from training.corpora.base import Document, EvidenceSpan
+from training.lexicon import (
+    PRIOR_NOTES,
+    PRIOR_WEIGHT,
+    build_lexicon,
+    catalogue_phrases,
+    description_fragments,
+    evidence_phrases,
+    mined_phrases,
+)
+
+
+def _doc(doc_id: str, text: str, codes: tuple[str, ...], spans: tuple[EvidenceSpan, ...] = ()):
+    return Document(id=doc_id, text=text, codes=codes, spans=spans)
+
+
+def test_evidence_phrases_are_the_folded_span_texts() -> None:
+    doc = _doc("a", "Refiere Dolor Torácico.", ("R07.9",), (EvidenceSpan("R07.9", 8, 22),))
+    assert evidence_phrases([doc]) == {("dolor", "toracico"): {"R07.9"}}
+
+
+def test_a_link_weight_is_its_precision_in_training_notes() -> None:
+    span = EvidenceSpan("R50.9", 0, 6)
+    documents = [
+        _doc("a", "fiebre alta", ("R50.9",), (span,)),
+        _doc("b", "fiebre y tos", ("R50.9", "R05")),
+        _doc("c", "sin fiebre", ("R05",)),
+        _doc("d", "tos", ("R05",)),
+    ]
+    lexicon = build_lexicon(documents, mined=False)
+    (link,) = lexicon.trie("evidence").mentions[("fiebre",)]
+    assert (link.support, link.hits) == (3, 2)
+    assert link.weight == pytest.approx((2 + PRIOR_NOTES * PRIOR_WEIGHT) / (3 + PRIOR_NOTES))
+
+
+def test_mined_phrases_are_precise_for_their_code() -> None:
+    documents = [
+        _doc("a", "neumonia basal derecha", ("J18.9",)),
+        _doc("b", "neumonia basal izquierda", ("J18.9",)),
+        _doc("c", "fractura de cadera derecha", ("S72.0",)),
+        _doc("d", "fractura de cadera izquierda", ("S72.0",)),
+        _doc("e", "control", ()),
+    ]
+    phrases = mined_phrases(documents, max_note_share=0.5)
+    assert phrases[("neumonia", "basal")] == {"J18.9"}
+    assert phrases[("fractura", "de", "cadera")] == {"S72.0"}
+    assert ("derecha",) not in phrases  # in notes of both codes: precise for neither
+    assert not any(key[0] == "de" or key[-1] == "de" for key in phrases)
+
+
+def test_catalogue_fragments_keep_the_head_and_drop_vague_ones() -> None:
+    assert description_fragments("Neumonía, no especificada") == {
+        ("neumonia", "no", "especificada"),
+        ("neumonia",),
+    }
+    descriptions = {
+        f"E1{i}.9": [f"Diabetes mellitus tipo {i}, sin complicaciones"] for i in range(5)
+    }
+    phrases = catalogue_phrases(descriptions)
+    assert ("diabetes", "mellitus", "tipo", "1") in phrases
+    assert ("diabetes", "mellitus", "tipo", "1", "sin", "complicaciones") in phrases

@@ -15,6 +15,7 @@ from typing import Any
 
 HEADLINE = (
     ("map", "MAP"),
+    ("map_official", "MAP (official)"),
     ("micro_f1", "micro-F1"),
     ("macro_f1_mean", "macro-F1 (mean)"),
     ("macro_f1_harmonic", "macro-F1 (CAML)"),

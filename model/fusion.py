@@ -252,29 +252,27 @@ class FusedScorer:
         return scores, signals
 
     @staticmethod
-    def evidence(signals: NoteSignals, code: str, text: str) -> list[Highlight]:
-        """The lexicon matches that name `code`, with their context flags, heaviest first."""
-        items = []
+    def evidence(signals: NoteSignals, text: str) -> dict[str, list[Highlight]]:
+        """Per code, the lexicon matches that name it, with their context flags, heaviest first;
+        one item per span (the same phrase from two sources keeps its best weight)."""
+        best: dict[str, dict[tuple[int, int], Highlight]] = {}
         for match, flags in zip(signals.matches, signals.flags, strict=True):
-            weight = max((link.weight for link in match.links if link.code == code), default=None)
-            if weight is None:
-                continue
-            items.append(
-                Highlight(
+            for link in match.links:
+                items = best.setdefault(link.code, {})
+                key = (match.start, match.end)
+                if key in items and items[key].weight >= link.weight:
+                    continue
+                items[key] = Highlight(
                     start=match.start,
                     end=match.end,
                     text=text[match.start : match.end],
-                    weight=weight,
+                    weight=link.weight,
                     source="lexicon",
                     negated=flags.negated,
                     hypothetical=flags.hypothetical,
                     family=flags.family,
                 )
-            )
-        # One item per span: the same phrase found by two sources keeps its best weight.
-        best: dict[tuple[int, int], Highlight] = {}
-        for item in items:
-            key = (item.start, item.end)
-            if key not in best or item.weight > best[key].weight:
-                best[key] = item
-        return sorted(best.values(), key=lambda item: (-item.weight, item.start))
+        return {
+            code: sorted(items.values(), key=lambda item: (-item.weight, item.start))
+            for code, items in best.items()
+        }

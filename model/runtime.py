@@ -282,6 +282,7 @@ class OnnxPredictor:
             note_texts, notes, probabilities, attention, found, strict=True
         ):
             ranking = np.argsort(-note_probabilities, kind="stable")[:top_k]
+            matched = FusedScorer.evidence(signals, text) if signals is not None else {}
             attention_row = {int(code): k for k, code in enumerate(evidence.top_codes.tolist())}
             ranked: list[CodePrediction] = []
             for rank, code_index in enumerate(ranking.tolist(), start=1):
@@ -295,10 +296,9 @@ class OnnxPredictor:
                         max_tokens=self._highlight_tokens,
                         min_ratio=self._highlight_min_ratio,
                     )
-                matched: list[Highlight] = []
-                if signals is not None:
-                    matched = FusedScorer.evidence(signals, self._codes[code_index], text)
-                highlights = tuple(merge_evidence(matched, attended))
+                highlights = tuple(
+                    merge_evidence(matched.get(self._codes[code_index], []), attended)
+                )
                 ranked.append(
                     CodePrediction(
                         code=self._codes[code_index],

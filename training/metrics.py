@@ -554,6 +554,9 @@ class MetricReport:
     macro_auc: float
     map: float
     buckets: Mapping[str, BucketMetrics] = field(default_factory=dict)
+    # The official CodiEsp script's MAP: ranking cut at depth 1,000, notes without any ranked
+    # code dropped (every note here ranks every code, so none is dropped).
+    map_official: float = math.nan
 
     def rows(self) -> list[tuple[str, float]]:
         """Headline (name, value) pairs in display order, without the bucket table."""
@@ -579,6 +582,7 @@ class MetricReport:
             ("micro_auc", self.micro_auc),
             ("macro_auc", self.macro_auc),
             ("map", self.map),
+            ("map_official", self.map_official),
         ]
         return rows
 
@@ -632,6 +636,9 @@ class MetricReport:
         return flat
 
 
+OFFICIAL_DEPTH = 1000  # trectools' default, as the CodiEsp script calls it
+
+
 def evaluate_all(
     y_true: npt.ArrayLike,
     y_score: npt.ArrayLike,
@@ -671,4 +678,7 @@ def evaluate_all(
         macro_auc=macro_auc(labels, scores),
         map=_map_over_relevance(labels, order, rank_depth),
         buckets=_metrics_by_bucket(labels, order, decisions, train_counts, rank_depth),
+        map_official=_map_over_relevance(
+            labels, order, min(OFFICIAL_DEPTH, rank_depth or labels.shape[1])
+        ),
     )

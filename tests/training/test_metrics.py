@@ -335,3 +335,15 @@ def test_evaluate_all_rejects_misaligned_inputs() -> None:
         evaluate_all(Y_TRUE, Y_SCORE, 0.5, TRAIN_COUNTS[:3], CODES)
     with pytest.raises(ValueError, match="thresholds"):
         apply_thresholds(Y_SCORE, np.array([0.5, 0.5]))
+
+
+def test_official_map_cuts_the_ranking_at_depth_1000() -> None:
+    from training.metrics import evaluate_all
+
+    n_codes = 1200
+    scores = np.linspace(1.0, 0.0, n_codes, dtype=np.float32)[None, :]  # code i ranked i+1
+    gold = np.zeros((1, n_codes), dtype=bool)
+    gold[0, [0, 1100]] = True
+    report = evaluate_all(gold, scores, 0.5, np.ones(n_codes), [str(i) for i in range(n_codes)])
+    assert report.map == pytest.approx((1 / 1 + 2 / 1101) / 2)
+    assert report.map_official == pytest.approx(0.5)  # rank 1101 is beyond the official depth

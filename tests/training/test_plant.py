@@ -27,10 +27,21 @@ def trained(tmp_path_factory: pytest.TempPathFactory, synthetic_codiesp: Path) -
     root = tmp_path_factory.mktemp("plant")
     spec = CorpusSpec("codiesp", str(synthetic_codiesp), lang="en", codes="D")
     bundles = {}
-    for name, plant in (("plant", True), ("lant", False)):
+    # The fused PLANT bundle, then the same network alone (its stages come from the cache),
+    # then LANT alone: the network comparison is network against network.
+    for name, plant, fusion in (
+        ("plant", True, True),
+        ("plant-net", True, False),
+        ("lant", False, False),
+    ):
         run_training(
             TrainOptions(
-                spec=spec, out=root / name, preset="tiny", plant=plant, work_dir=root / "work"
+                spec=spec,
+                out=root / name,
+                preset="tiny",
+                plant=plant,
+                fusion=fusion,
+                work_dir=root / "work",
             )
         )
         bundles[name] = root / name
@@ -56,12 +67,32 @@ def test_bundle_is_complete_and_loads(trained: dict[str, Path]) -> None:
 
 
 def test_planted_model_beats_lant_on_dev(trained: dict[str, Path]) -> None:
-    plant = json.loads((trained["plant"] / "bundle.json").read_text())["dev_metrics"]
+    plant = json.loads((trained["plant-net"] / "bundle.json").read_text())["dev_metrics"]
     lant = json.loads((trained["lant"] / "bundle.json").read_text())["dev_metrics"]
     lant_config = json.loads((trained["lant"] / "bundle.json").read_text())["config"]
     assert "static" not in lant_config["branches"]
     assert plant["map"] > lant["map"] + 0.1
     assert plant["map"] > 0.8  # tell-tale words: a working model ranks them nearly perfectly
+
+
+def test_the_fused_bundle_ranks_at_least_as_well_as_its_network(trained: dict[str, Path]) -> None:
+    fused = json.loads((trained["plant"] / "bundle.json").read_text())
+    network = json.loads((trained["plant-net"] / "bundle.json").read_text())
+    assert fused["fusion"]["uses_network"] is False
+    assert set(fused["fusion"]["files"]) == {"lexicon.json", "neighbours.npz", "combiner.onnx"}
+    assert fused["fusion"]["report"]["candidate_recall"] > 0.9
+    assert network.get("fusion") is None
+    assert fused["dev_metrics"]["map"] >= network["dev_metrics"]["map"] - 0.01
+    assert fused["training"]["l2r"]["planting"] != "mi"  # the synthetic corpus has spans
+
+
+def test_fused_evidence_names_its_source(trained: dict[str, Path]) -> None:
+    predictor = OnnxPredictor(trained["plant"])
+    note = "Patient admitted to the ward. Pneumonia. Follow up was arranged."
+    top = predictor.predict([note], top_k=1)[0][0]
+    assert top.code == "J18.9"
+    assert top.highlights[0].source == "lexicon"
+    assert note[top.highlights[0].start : top.highlights[0].end] == "Pneumonia"
 
 
 def test_runtime_predicts_with_highlights_on_the_evidence(trained: dict[str, Path]) -> None:

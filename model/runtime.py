@@ -37,6 +37,21 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * logits.astype(np.float64)))).astype(np.float32)
 
 
+def best_first(scores: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Indices of the `k` best scores (all when None), best first, ties by lower index.
+
+    Equal to `np.argsort(-scores, kind="stable")[:k]` without sorting every code: a label space
+    of tens of thousands of codes (catalogue codes) costs a partition, not a full sort."""
+    n = len(scores)
+    if k is None or k >= n:
+        return np.argsort(-scores, kind="stable")
+    kth = np.partition(scores, n - k)[n - k]  # the k-th largest value
+    above = np.flatnonzero(scores > kth)
+    tied = np.flatnonzero(scores == kth)[: k - len(above)]  # lower indices first
+    chosen = np.concatenate([above, tied])
+    return chosen[np.lexsort((chosen, -scores[chosen]))]
+
+
 def check_texts(texts: Sequence[str]) -> list[str]:
     """Reject what cannot be a batch of notes, saying what to send instead."""
     if isinstance(texts, str):
@@ -281,7 +296,7 @@ class OnnxPredictor:
         for text, note, note_probabilities, evidence, signals in zip(
             note_texts, notes, probabilities, attention, found, strict=True
         ):
-            ranking = np.argsort(-note_probabilities, kind="stable")[:top_k]
+            ranking = best_first(note_probabilities, top_k)
             matched = FusedScorer.evidence(signals, text) if signals is not None else {}
             attention_row = {int(code): k for k, code in enumerate(evidence.top_codes.tolist())}
             ranked: list[CodePrediction] = []

@@ -296,3 +296,13 @@ def test_runtime_modules_import_without_torch(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert result.stdout.strip() == "ok"
+
+
+def test_best_first_equals_a_stable_full_sort() -> None:
+    from model.runtime import best_first
+
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 5, size=200).astype(np.float32)  # many ties
+    for k in (1, 7, 50, 199, 200, None):
+        expected = np.argsort(-scores, kind="stable")[:k]
+        assert best_first(scores, k).tolist() == expected.tolist()

@@ -11,7 +11,7 @@ PORT ?= 8000
 # else the public Zenodo record is downloaded. `make demo CODIESP=/data/codiesp` points elsewhere.
 CODIESP ?=
 
-.PHONY: install demo lint format typecheck pytest test clean
+.PHONY: install demo lint format typecheck architecture pytest test clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,10 +43,15 @@ format: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
+# The layer contracts in pyproject.toml: service -/-> training, torch; model -/-> training, service;
+# model outside model.nn -/-> torch.
+architecture: $(BIN)/.installed
+	$(BIN)/lint-imports --no-logo
+
 pytest: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-test: lint typecheck pytest
+test: lint typecheck architecture pytest
 
 clean:
-	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache build *.egg-info

@@ -39,7 +39,7 @@ from _common import (
 from torch import Tensor, nn
 
 from model.bundle import load_bundle
-from model.network import PlantClassifier, PlantConfig
+from model.nn.network import PlantClassifier, PlantConfig
 from model.runtime import OUTPUT_NAMES, OnnxPredictor
 from model.tokenizer import NoteTokenizer
 from training.console import progress_bar
@@ -157,7 +157,7 @@ def run_session(session: ort.InferenceSession, input_ids: np.ndarray, mask: np.n
 def torch_serving_forward(
     model: PlantClassifier, top_k: int, input_ids: np.ndarray, mask: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What the exported graph computes (model.export's serving graph), in eager PyTorch."""
+    """What the exported graph computes (model.nn.export's serving graph), in eager PyTorch."""
     with torch.inference_mode():
         logits, attention = model(torch.from_numpy(input_ids), torch.from_numpy(mask))
         top_codes = logits.topk(top_k, dim=1).indices  # (B, K)

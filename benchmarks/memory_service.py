@@ -53,8 +53,8 @@ def build_demo_shaped_bundle(directory: Path, corpus_path: str, max_tokens: int)
     import torch
 
     from model.bundle import FORMAT_VERSION, package_versions, write_bundle
-    from model.export import export_onnx
-    from model.network import PlantClassifier, build_config
+    from model.nn.export import export_onnx
+    from model.nn.network import PlantClassifier, build_config
     from model.tokenizer import NoteTokenizer
 
     documents = list(load_corpus("codiesp", corpus_path, "train", lang="en", codes="D"))

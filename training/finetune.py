@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.network import PlantClassifier
+from model.nn.network import PlantClassifier
 from training.distributed import SINGLE, DistContext, shard, wrap
 from training.metrics import map_from_scores
 

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from model.bundle import FORMAT_VERSION, package_versions, sha256_file, write_bundle
-from model.export import export_onnx
-from model.network import AWDLSTMLanguageModel, PlantClassifier, build_config, position_limit
+from model.nn.export import export_onnx
+from model.nn.network import AWDLSTMLanguageModel, PlantClassifier, build_config, position_limit
 from model.tokenizer import NoteTokenizer
 from training.corpora.base import Document
 from training.datasets import CorpusSpec, code_counts, describe_codes, fingerprint, label_order
@@ -51,7 +51,7 @@ class PlantPreset:
     lm: LMConfig
     l2r: L2RConfig
     finetune: FinetuneConfig
-    network: str = "demo"  # a `model.network.PRESETS` name
+    network: str = "demo"  # a `model.nn.network.PRESETS` name
     network_overrides: dict[str, Any] = field(default_factory=dict)
     # The lexicon + neighbours + combiner fused with the network (training/fusion.py).
     fusion: FusionSettings = field(default_factory=FusionSettings)

@@ -68,8 +68,8 @@ def plant_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) ->
     PlantClassifier exported as its graph."""
     import torch
 
-    from model.export import export_onnx
-    from model.network import PlantClassifier, build_config
+    from model.nn.export import export_onnx
+    from model.nn.network import PlantClassifier, build_config
 
     work = tmp_path_factory.mktemp("plant")
     factory = load_bundle(tiny_bundle)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from model.network import (
+from model.nn.network import (
     PRESETS,
     AWDLSTMEncoder,
     AWDLSTMLanguageModel,

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from model.export import export_onnx
-from model.network import PlantClassifier, build_config
+from model.nn.export import export_onnx
+from model.nn.network import PlantClassifier, build_config
 
 VOCAB = 30  # small, so notes repeat tokens and the planted/static branches see real ties
 CODES = 9

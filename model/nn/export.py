@@ -11,7 +11,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from model.network import PlantClassifier
+from model.nn.network import PlantClassifier
 
 INPUT_NAMES = ["input_ids", "attention_mask"]
 OUTPUT_NAMES = ["logits", "top_codes", "top_attention"]

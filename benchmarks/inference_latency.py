@@ -39,8 +39,9 @@ from _common import (
 from torch import Tensor, nn
 
 from model.bundle import load_bundle
+from model.metadata import GRAPH_OUTPUTS
 from model.nn.network import PlantClassifier, PlantConfig
-from model.runtime import OUTPUT_NAMES, OnnxPredictor
+from model.runtime import OnnxPredictor
 from model.tokenizer import NoteTokenizer
 from training.console import progress_bar
 
@@ -151,7 +152,7 @@ def make_session(graph_path: Path, threads: int) -> ort.InferenceSession:
 
 
 def run_session(session: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray) -> Any:
-    return session.run(list(OUTPUT_NAMES), {"input_ids": input_ids, "attention_mask": mask})
+    return session.run(list(GRAPH_OUTPUTS), {"input_ids": input_ids, "attention_mask": mask})
 
 
 def torch_serving_forward(

@@ -52,7 +52,7 @@ def build_demo_shaped_bundle(directory: Path, corpus_path: str, max_tokens: int)
     """A bundle with the demo network's shapes and random weights (see the module docstring)."""
     import torch
 
-    from model.bundle import FORMAT_VERSION, package_versions, write_bundle
+    from model.bundle import FORMAT_VERSION, BundleMetadata, package_versions, write_bundle
     from model.nn.export import export_onnx
     from model.nn.network import PlantClassifier, build_config
     from model.tokenizer import NoteTokenizer
@@ -92,7 +92,7 @@ def build_demo_shaped_bundle(directory: Path, corpus_path: str, max_tokens: int)
         "package_versions": package_versions(["numpy", "onnxruntime", "tokenizers", "torch"]),
     }
     bundle = directory / "bundle"
-    write_bundle(bundle, metadata, graph, tokenizer_path)
+    write_bundle(bundle, BundleMetadata(**metadata), graph, tokenizer_path)
     return bundle
 
 

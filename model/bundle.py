@@ -1,7 +1,8 @@
 """The exported model bundle: a directory of `model.onnx`, `tokenizer.json` and `bundle.json`.
 
-This module owns the bundle.json schema (`BundleMetadata`), writing it atomically with checksums of
-the graph and tokenizer, and loading it back with those checksums verified. No torch here.
+This module writes a bundle atomically with checksums of its files, and loads it back (or any
+saved model's metadata) with those checksums verified; the bundle.json records themselves are
+`model.metadata`. No torch here.
 """
 
 from __future__ import annotations
@@ -13,179 +14,47 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
-FORMAT_VERSION = 2
-# Version 1 bundles (no fusion, every code a network output) still load unchanged.
-READABLE_VERSIONS = (1, 2)
-BUNDLE_KIND = "plant"
+from model.metadata import (
+    BASELINE_KIND,
+    BUNDLE_KIND,
+    FORMAT_VERSION,
+    BaselineMetadata,
+    BundleError,
+    BundleMetadata,
+    ModelMetadata,
+    check_version,
+)
+
+__all__ = [
+    "BASELINE_KIND",
+    "BUNDLE_KIND",
+    "FORMAT_VERSION",
+    "BaselineMetadata",
+    "Bundle",
+    "BundleError",
+    "BundleMetadata",
+    "ModelMetadata",
+    "fingerprint_documents",
+    "load_bundle",
+    "package_versions",
+    "read_model_metadata",
+    "sha256_file",
+    "write_baseline",
+    "write_bundle",
+]
+
 GRAPH_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 METADATA_FILE = "bundle.json"
+BASELINE_PIPELINE_FILE = "baseline.joblib"
 
-_HASH_KEYS = ("graph_sha256", "tokenizer_sha256")
 _CHUNK = 1 << 20
 # mkstemp creates files readable by the owner only; a bundle is read by the service's user too.
 _FILE_MODE = 0o644
-
-
-class BundleError(Exception):
-    """A bundle directory that cannot be served; the message says what is wrong and what to do."""
-
-
-class CodeEntry(TypedDict):
-    code: str
-    description: str
-
-
-class ThresholdsInfo(TypedDict):
-    global_threshold: float
-    per_code: list[float]  # one per code, in logit order
-    min_positives: int  # codes with fewer dev positives fall back to the global threshold
-
-
-class FusionInfo(TypedDict):
-    """The fused model's parts beside the graph (model/fusion.py reads them)."""
-
-    files: dict[str, str]  # file name in the bundle -> sha256: lexicon, neighbours, combiner
-    features: list[str]  # the combiner's input columns, in order (model.fusion.FEATURES)
-    context_language: str | None  # context rules (negation...) applied to lexicon matches
-    network_candidates: int  # the network's top codes added to each note's candidates
-    uses_network: bool  # whether the combiner reads the network logit
-    report: dict[str, Any]  # out-of-fold fitting figures
-
-
-class CorpusInfo(TypedDict):
-    name: str
-    split: str
-    lang: str
-    codes: str  # which code set (e.g. "diagnostico", "all")
-    fingerprint: str  # fingerprint_documents() of the training documents
-
-
-class TrainingInfo(TypedDict):
-    stages: list[str]
-    seconds: dict[str, float]  # per stage
-    seed: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class BundleMetadata:
-    """Everything bundle.json holds, one field per key, in the contract's order."""
-
-    format_version: int = FORMAT_VERSION
-    kind: str = BUNDLE_KIND
-    name: str
-    version: str
-    created_at: str  # ISO 8601, UTC
-    config: dict[str, Any]  # PlantConfig.to_dict()
-    codes: list[CodeEntry]  # in logit order
-    code_system: str
-    thresholds: ThresholdsInfo
-    max_tokens: int  # the runtime reads at most this many tokens of a note
-    top_k_export: int  # K of the graph's top_codes / top_attention outputs
-    train_code_counts: list[int]  # per code, in logit order
-    corpus: CorpusInfo
-    dev_metrics: dict[str, float] = field(default_factory=dict)
-    training: TrainingInfo
-    package_versions: dict[str, str] = field(default_factory=dict)
-    graph_sha256: str = ""
-    tokenizer_sha256: str = ""
-    # The graph scores codes[:network_codes]; the rest only the fusion can propose (codes the
-    # lexicon or catalogue names that training never saw). None: every code is a graph output.
-    network_codes: int | None = None
-    fusion: FusionInfo | None = None
-
-    @property
-    def n_network_codes(self) -> int:
-        return len(self.codes) if self.network_codes is None else self.network_codes
-
-    @property
-    def code_list(self) -> list[str]:
-        return [entry["code"] for entry in self.codes]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], *, require_hashes: bool = True) -> BundleMetadata:
-        """Validate the keys and their basic shape; raise BundleError naming what is wrong."""
-        known = {f.name for f in fields(cls)}
-        optional = {
-            "format_version",
-            "kind",
-            "dev_metrics",
-            "package_versions",
-            "network_codes",
-            "fusion",
-        }
-        if not require_hashes:
-            optional |= set(_HASH_KEYS)
-        missing = sorted(known - optional - set(raw))
-        if missing:
-            raise BundleError(f"bundle metadata lacks keys {missing}: re-export the bundle")
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise BundleError(
-                f"bundle metadata has unknown keys {unknown}: it was written by a newer "
-                "plant-icd; upgrade plant-icd or re-export the bundle"
-            )
-        metadata = cls(**{key: raw[key] for key in known if key in raw})
-        metadata.validate()
-        return metadata
-
-    def validate(self) -> None:
-        """Check that the per-code lists agree with the code list."""
-        if not isinstance(self.codes, list) or not isinstance(self.thresholds, Mapping):
-            raise BundleError("bundle metadata codes must be a list and thresholds an object")
-        n_codes = len(self.codes)
-        if n_codes == 0:
-            raise BundleError("bundle metadata lists no codes: re-export the bundle")
-        for entry in self.codes:
-            if not isinstance(entry, Mapping) or not {"code", "description"} <= set(entry):
-                raise BundleError(
-                    f"bundle metadata code entry {entry!r} needs 'code' and 'description'"
-                )
-        per_code = self.thresholds.get("per_code")
-        if per_code is None or len(per_code) != n_codes:
-            found = "no" if per_code is None else len(per_code)
-            raise BundleError(
-                f"bundle metadata thresholds.per_code has {found} values for {n_codes} codes: "
-                "re-export the bundle"
-            )
-        if "global_threshold" not in self.thresholds:
-            raise BundleError("bundle metadata thresholds lack global_threshold: re-export")
-        if len(self.train_code_counts) != n_codes:
-            raise BundleError(
-                f"bundle metadata train_code_counts has {len(self.train_code_counts)} values for "
-                f"{n_codes} codes: re-export the bundle"
-            )
-        for key in ("max_tokens", "top_k_export", "format_version"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise BundleError(f"bundle metadata {key} must be an integer, not {value!r}")
-        if self.max_tokens < 1:
-            raise BundleError(f"bundle metadata max_tokens must be positive, not {self.max_tokens}")
-        n_network = self.n_network_codes
-        if not isinstance(n_network, int) or not 1 <= n_network <= n_codes:
-            raise BundleError(
-                f"bundle metadata network_codes={self.network_codes!r} must lie in 1..{n_codes}"
-            )
-        if not 1 <= self.top_k_export <= n_network:
-            raise BundleError(
-                f"bundle metadata top_k_export={self.top_k_export} must lie in 1..{n_network}"
-            )
-        if n_network < n_codes and self.fusion is None:
-            raise BundleError(
-                f"bundle metadata lists {n_codes} codes but the graph scores {n_network} and "
-                "there is no fusion section to score the rest: re-export the bundle"
-            )
-        if self.fusion is not None:
-            missing = sorted(set(FusionInfo.__annotations__) - set(self.fusion))
-            if missing:
-                raise BundleError(f"bundle metadata fusion lacks {missing}: re-export the bundle")
 
 
 @dataclass(frozen=True)
@@ -278,7 +147,7 @@ def _place(source: Path, target: Path) -> None:
 
 def write_bundle(
     directory: str | Path,
-    metadata: BundleMetadata | Mapping[str, Any],
+    metadata: BundleMetadata,
     graph_path: str | Path,
     tokenizer_path: str | Path,
     fusion_files: Mapping[str, str | Path] | None = None,
@@ -286,46 +155,59 @@ def write_bundle(
     """Place the graph, tokenizer and fusion files in `directory`, hash them and write
     bundle.json last (the fusion file hashes go to `fusion.files`).
 
-    `metadata` is everything but the hashes (any hashes given are recomputed). bundle.json is
-    written after the files it describes, so a crash leaves a directory that fails to load rather
-    than one that loads with the wrong graph.
+    Any hashes `metadata` holds are replaced by the files'. bundle.json is written after the files
+    it describes, so a crash leaves a directory that fails to load rather than one that loads with
+    the wrong graph.
     """
     bundle_dir = Path(directory)
     bundle_dir.mkdir(parents=True, exist_ok=True)
-    raw = metadata.to_dict() if isinstance(metadata, BundleMetadata) else dict(metadata)
-    for key in _HASH_KEYS:
-        raw.pop(key, None)
-    if raw.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+    if metadata.format_version != FORMAT_VERSION:
         raise BundleError(f"this plant-icd writes bundle format_version {FORMAT_VERSION} only")
+    fusion = metadata.fusion
     if fusion_files:
-        if raw.get("fusion") is None:
+        if fusion is None:
             raise BundleError("fusion files given but the metadata has no fusion section")
         hashes = {}
         for name, source in fusion_files.items():
             _place(Path(source), bundle_dir / name)
             hashes[name] = sha256_file(bundle_dir / name)
-        raw["fusion"] = {**raw["fusion"], "files": hashes}
-    partial = BundleMetadata.from_dict(raw, require_hashes=False)
+        fusion = {**fusion, "files": hashes}
 
     graph_target = bundle_dir / GRAPH_FILE
     tokenizer_target = bundle_dir / TOKENIZER_FILE
     _place(Path(graph_path), graph_target)
     _place(Path(tokenizer_path), tokenizer_target)
-
-    complete = BundleMetadata(
-        **{
-            **{f.name: getattr(partial, f.name) for f in fields(partial)},
-            "graph_sha256": sha256_file(graph_target),
-            "tokenizer_sha256": sha256_file(tokenizer_target),
-        }
+    complete = replace(
+        metadata,
+        fusion=fusion,
+        graph_sha256=sha256_file(graph_target),
+        tokenizer_sha256=sha256_file(tokenizer_target),
     )
-    payload = json.dumps(complete.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    _atomic_write_bytes(bundle_dir / METADATA_FILE, payload.encode("utf-8"))
+    _write_metadata(bundle_dir, complete)
     return Bundle(bundle_dir, graph_target, tokenizer_target, complete)
 
 
-def load_bundle(directory: str | Path) -> Bundle:
-    """Read and verify a bundle: known format, all files present, checksums matching."""
+def write_baseline(
+    directory: str | Path, metadata: BaselineMetadata, pipeline_path: str | Path
+) -> BaselineMetadata:
+    """Place the baseline's pickled pipeline in `directory` and write bundle.json with its
+    checksum (checked before anything unpickles it)."""
+    target_dir = Path(directory)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / BASELINE_PIPELINE_FILE
+    _place(Path(pipeline_path), target)
+    complete = replace(metadata, pipeline_sha256=sha256_file(target))
+    _write_metadata(target_dir, complete)
+    return complete
+
+
+def _write_metadata(directory: Path, metadata: ModelMetadata) -> None:
+    payload = json.dumps(metadata.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    _atomic_write_bytes(directory / METADATA_FILE, payload.encode("utf-8"))
+
+
+def _read_metadata_json(directory: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The directory and its bundle.json as a JSON object; BundleError saying what to do."""
     bundle_dir = Path(directory)
     if not bundle_dir.is_dir():
         raise BundleError(
@@ -345,38 +227,48 @@ def load_bundle(directory: str | Path) -> Bundle:
         ) from error
     if not isinstance(raw, dict):
         raise BundleError(f"{metadata_path} must hold a JSON object: re-export the bundle")
+    return bundle_dir, raw
 
-    version = raw.get("format_version")
-    if version not in READABLE_VERSIONS:
+
+def _verify(path: Path, expected: str, what: str) -> None:
+    if not path.is_file():
+        raise BundleError(f"{path} is missing: the bundle is incomplete; re-export the bundle")
+    actual = sha256_file(path)
+    if actual != expected:
         raise BundleError(
-            f"{metadata_path} has format_version {version!r}; this plant-icd reads versions "
-            f"{list(READABLE_VERSIONS)}: re-export the bundle with this version, or upgrade "
-            "plant-icd"
+            f"{what} checksum mismatch for {path}: bundle.json says sha256 {expected}, the "
+            f"file has {actual}. The file was changed or truncated after export: re-export "
+            "the bundle (or restore the original file)"
         )
+
+
+def read_model_metadata(directory: str | Path) -> ModelMetadata:
+    """Any saved model's bundle.json (a PLANT bundle or the baseline), its files' checksums
+    verified as `load_bundle` verifies them."""
+    bundle_dir, raw = _read_metadata_json(directory)
+    record_type = check_version(raw, str(bundle_dir / METADATA_FILE))
+    if record_type is BundleMetadata:
+        return load_bundle(bundle_dir).metadata
+    metadata = BaselineMetadata.from_dict(raw)
+    _verify(bundle_dir / BASELINE_PIPELINE_FILE, metadata.pipeline_sha256, "baseline pipeline")
+    return metadata
+
+
+def load_bundle(directory: str | Path) -> Bundle:
+    """Read and verify a bundle: known format, all files present, checksums matching."""
+    bundle_dir, raw = _read_metadata_json(directory)
+    metadata_path = bundle_dir / METADATA_FILE
     kind = raw.get("kind")
     if kind != BUNDLE_KIND:
         raise BundleError(
             f"{metadata_path} has kind {kind!r}, not {BUNDLE_KIND!r}: this directory holds another "
             "kind of model (e.g. the TF-IDF baseline), which the ONNX runtime cannot serve"
         )
-    metadata = BundleMetadata.from_dict(raw)
-
-    checks = (
-        (bundle_dir / GRAPH_FILE, metadata.graph_sha256, "graph"),
-        (bundle_dir / TOKENIZER_FILE, metadata.tokenizer_sha256, "tokenizer"),
-        *(
-            (bundle_dir / name, digest, "fusion")
-            for name, digest in (metadata.fusion or {"files": {}})["files"].items()
-        ),
-    )
-    for path, expected, what in checks:
-        if not path.is_file():
-            raise BundleError(f"{path} is missing: the bundle is incomplete; re-export the bundle")
-        actual = sha256_file(path)
-        if actual != expected:
-            raise BundleError(
-                f"{what} checksum mismatch for {path}: bundle.json says sha256 {expected}, the "
-                f"file has {actual}. The file was changed or truncated after export: re-export "
-                "the bundle (or restore the original file)"
-            )
-    return Bundle(bundle_dir, checks[0][0], checks[1][0], metadata)
+    check_version(raw, str(metadata_path))
+    metadata: BundleMetadata = BundleMetadata.from_dict(raw)
+    graph_path, tokenizer_path = bundle_dir / GRAPH_FILE, bundle_dir / TOKENIZER_FILE
+    _verify(graph_path, metadata.graph_sha256, "graph")
+    _verify(tokenizer_path, metadata.tokenizer_sha256, "tokenizer")
+    for name, digest in (metadata.fusion or {"files": {}})["files"].items():
+        _verify(bundle_dir / name, digest, "fusion")
+    return Bundle(bundle_dir, graph_path, tokenizer_path, metadata)

@@ -7,6 +7,7 @@ read from CodiEsp (`n44.8`), MIMIC (`4019`) or a coder's feedback (`N44.8 `) com
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -15,6 +16,30 @@ class CodeSystem(StrEnum):
     ICD10_PCS = "icd10pcs"
     ICD9_CM = "icd9cm"  # diagnoses
     ICD9_PCS = "icd9pcs"  # ICD-9-CM volume 3 procedures
+
+
+# How bundle.json's `code_system` joins several systems: `icd10cm+icd10pcs`.
+SYSTEM_SEPARATOR = "+"
+
+
+def format_code_systems(systems: Iterable[CodeSystem]) -> str:
+    """[ICD10_CM, ICD10_PCS] -> `icd10cm+icd10pcs`, as bundle.json stores it."""
+    return SYSTEM_SEPARATOR.join(str(system) for system in systems)
+
+
+def parse_code_systems(declared: str) -> list[CodeSystem]:
+    """`icd10cm+icd10pcs` -> [ICD10_CM, ICD10_PCS]; ValueError names a part that is no system."""
+    systems = []
+    for part in declared.split(SYSTEM_SEPARATOR):
+        try:
+            systems.append(CodeSystem(part.strip().lower()))
+        except ValueError:
+            known = ", ".join(system.value for system in CodeSystem)
+            raise ValueError(
+                f"code_system {declared!r} names {part!r}, which is not one of {known} (join "
+                f"several with {SYSTEM_SEPARATOR!r})"
+            ) from None
+    return systems
 
 
 _STRIP = re.compile(r"[\s.]")

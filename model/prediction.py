@@ -44,10 +44,20 @@ class CodePrediction:
 
 
 class Predictor(Protocol):
-    """Ranks a fixed, ordered code list for a batch of notes."""
+    """Ranks a fixed, ordered code list for a batch of notes, and says how it decides."""
 
     @property
     def codes(self) -> Sequence[str]: ...
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Decision threshold per code, float64 (len(codes),), as the model stores them."""
+        ...
+
+    @property
+    def train_code_counts(self) -> Sequence[int]:
+        """Training notes per code, in `codes` order (evaluation buckets codes by it)."""
+        ...
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, float32 (len(texts), len(codes)), columns in `codes` order."""

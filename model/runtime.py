@@ -22,11 +22,9 @@ from model.highlights import (
     extract_highlights,
     merge_evidence,
 )
+from model.metadata import GRAPH_INPUTS, GRAPH_OUTPUTS
 from model.prediction import CodePrediction, Highlight
 from model.tokenizer import NoteTokenizer, TokenizedNote
-
-INPUT_NAMES = ("input_ids", "attention_mask")
-OUTPUT_NAMES = ("logits", "top_codes", "top_attention")
 
 # Short and bilingual, like the notes served; it exercises tokenizer, graph and highlights.
 WARM_UP_NOTE = "Patient admitted with fever and cough. Paciente con fiebre y tos."
@@ -126,10 +124,8 @@ class OnnxPredictor:
 
         self._codes = [entry["code"] for entry in metadata.codes]
         self._descriptions = [entry["description"] for entry in metadata.codes]
-        global_threshold = float(metadata.thresholds["global_threshold"])
-        # None (no tuned value for a code) reads as NaN and falls back to the global threshold.
-        per_code = np.asarray(metadata.thresholds["per_code"], dtype=np.float64)  # (C,)
-        self._thresholds = np.where(np.isfinite(per_code), per_code, global_threshold)
+        # Finite, one per code: checked when the bundle loaded.
+        self._thresholds = metadata.decision_thresholds.per_code  # (C,) float64
         self._n_network = metadata.n_network_codes
         # The fused model (lexicon, neighbours, combiner) where the bundle has one.
         self._fusion = FusedScorer(self._bundle) if metadata.fusion is not None else None
@@ -139,10 +135,10 @@ class OnnxPredictor:
     def _check_graph(self, metadata: BundleMetadata) -> None:
         inputs = [node.name for node in self._session.get_inputs()]
         outputs = {node.name: node for node in self._session.get_outputs()}
-        if sorted(inputs) != sorted(INPUT_NAMES) or not set(OUTPUT_NAMES) <= set(outputs):
+        if sorted(inputs) != sorted(GRAPH_INPUTS) or not set(GRAPH_OUTPUTS) <= set(outputs):
             raise BundleError(
                 f"{self._bundle.graph_path} has inputs {inputs} and outputs {sorted(outputs)}; "
-                f"the runtime needs inputs {list(INPUT_NAMES)} and outputs {list(OUTPUT_NAMES)}: "
+                f"the runtime needs inputs {list(GRAPH_INPUTS)} and outputs {list(GRAPH_OUTPUTS)}: "
                 "re-export the bundle"
             )
         # Dynamic axes are strings; only fixed sizes can be checked before running.
@@ -173,6 +169,10 @@ class OnnxPredictor:
     def thresholds(self) -> np.ndarray:
         """Decision threshold per code, float64 (C,), per-code value or the global fallback."""
         return self._thresholds.copy()
+
+    @property
+    def train_code_counts(self) -> list[int]:
+        return list(self._bundle.metadata.train_code_counts)
 
     @property
     def metadata(self) -> BundleMetadata:
@@ -240,11 +240,11 @@ class OnnxPredictor:
         """
         logits = np.zeros((len(notes), self._n_network), dtype=np.float32)  # (N, C_network)
         attention: list[_NoteAttention | None] = [None] * len(notes)
-        fetch = list(OUTPUT_NAMES) if with_attention else ["logits"]
+        fetch = list(GRAPH_OUTPUTS) if with_attention else [GRAPH_OUTPUTS[0]]
         for members in self._batches([len(note) for note in notes]):
             input_ids, attention_mask = self._tokenizer.pad_batch([notes[i] for i in members])
             results = self._session.run(
-                fetch, {"input_ids": input_ids, "attention_mask": attention_mask}
+                fetch, dict(zip(GRAPH_INPUTS, (input_ids, attention_mask), strict=True))
             )
             logits[members] = np.asarray(results[0], dtype=np.float32)  # (B, C)
             if not with_attention:

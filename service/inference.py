@@ -18,7 +18,7 @@ import anyio
 import anyio.to_thread
 
 from model.catalogue import SYSTEM_LABELS, Catalogue, CodeInfo, UnknownCodeError, catalogue_for
-from model.codes import CodeSystem, compact
+from model.codes import compact
 from model.prediction import CodePrediction
 from model.runtime import OnnxPredictor
 from service.core.metrics import Metrics
@@ -44,21 +44,6 @@ class CodeRejectedError(ValueError):
             why = "; ".join(f"{label}: {hint}" for label, hint in self.reasons)
             message = f"{code!r} is not a valid code in any of the model's code systems ({why})"
         super().__init__(message)
-
-
-def parse_code_systems(declared: str) -> list[CodeSystem]:
-    """`icd10cm+icd10pcs` -> [ICD10_CM, ICD10_PCS]; an unknown system is a broken bundle."""
-    systems = []
-    for part in declared.split("+"):
-        try:
-            systems.append(CodeSystem(part.strip().lower()))
-        except ValueError:
-            known = ", ".join(system.value for system in CodeSystem)
-            raise ValueError(
-                f"bundle.json code_system {declared!r} names {part!r}, which is not one of "
-                f"{known} (join several with '+'): re-export the bundle"
-            ) from None
-    return systems
 
 
 @dataclass(frozen=True)
@@ -131,7 +116,7 @@ class InferenceService:
         self.tokens_in_flight = 0
         self.code_system = predictor.metadata.code_system
         self.catalogues: list[Catalogue] = [
-            catalogue_for(system) for system in parse_code_systems(self.code_system)
+            catalogue_for(system) for system in predictor.metadata.code_systems
         ]
         counts = predictor.metadata.train_code_counts
         self._model_codes = {compact(code): code for code in predictor.codes}

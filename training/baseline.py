@@ -1,27 +1,30 @@
 """TF-IDF (word 1-2 grams) + one-vs-rest logistic regression: the baseline every model must beat.
 
 It implements `model.prediction.Predictor`, so evaluation treats it exactly like a PLANT bundle.
-Saved as a directory: `bundle.json` (kind "tfidf-logreg") beside a joblib file of the pipeline.
+Saved as a directory: `bundle.json` (`model.metadata.BaselineMetadata`, kind "tfidf-logreg") beside
+a joblib file of the pipeline, whose checksum is verified before it is unpickled.
 """
 
 from __future__ import annotations
 
-import json
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import joblib
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from model.bundle import (
+    BASELINE_KIND,
+    BASELINE_PIPELINE_FILE,
+    BaselineMetadata,
+    read_model_metadata,
+    write_baseline,
+)
 from model.prediction import CodePrediction
-from training.thresholds import Thresholds
-
-BASELINE_KIND = "tfidf-logreg"
-PIPELINE_FILE = "baseline.joblib"
 
 
 @dataclass
@@ -34,42 +37,51 @@ class BaselineConfig:
 
 
 class TfidfBaseline:
-    """One logistic regression per code over shared TF-IDF features."""
+    """One logistic regression per code over shared TF-IDF features.
+
+    `metadata` is its bundle.json record: codes, descriptions and thresholds come from it.
+    """
 
     def __init__(
         self,
-        codes: Sequence[str],
         vectorizer: TfidfVectorizer,
         weights: np.ndarray,
         bias: np.ndarray,
-        descriptions: Sequence[str],
-        thresholds: Thresholds,
-        metadata: dict[str, Any],
+        metadata: BaselineMetadata,
     ) -> None:
-        self._codes = list(codes)
         self.vectorizer = vectorizer
         self.weights = weights  # (F, C)
         self.bias = bias  # (C,)
-        self.descriptions = list(descriptions)
-        self.thresholds = thresholds
         self.metadata = metadata
 
     @property
     def codes(self) -> Sequence[str]:
-        return self._codes
+        return [entry["code"] for entry in self.metadata.codes]
+
+    @property
+    def descriptions(self) -> list[str]:
+        return [entry["description"] for entry in self.metadata.codes]
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        return self.metadata.decision_thresholds.per_code
+
+    @property
+    def train_code_counts(self) -> list[int]:
+        return list(self.metadata.train_code_counts)
 
     @classmethod
     def fit(
         cls,
         texts: Sequence[str],
         code_sets: Sequence[Sequence[str]],
-        codes: Sequence[str],
         config: BaselineConfig,
-        descriptions: Sequence[str],
-        metadata: dict[str, Any],
+        metadata: BaselineMetadata,
         progress: Callable[[int, int], None] | None = None,
     ) -> TfidfBaseline:
-        """Fit on training texts; `codes` fixes the column order (every code needs a positive)."""
+        """Fit on training texts; `metadata.codes` fixes the column order (every code needs a
+        positive)."""
+        codes = [entry["code"] for entry in metadata.codes]
         vectorizer = TfidfVectorizer(
             ngram_range=(1, config.ngram_max),
             min_df=config.min_df,
@@ -101,23 +113,19 @@ class TfidfBaseline:
                 bias[col] = classifier.intercept_[0]
             if progress is not None:
                 progress(col + 1, len(codes))
-        neutral = Thresholds(
-            global_threshold=0.5,
-            per_code=np.full(len(codes), 0.5, dtype=np.float64),
-            min_positives=0,
-        )
-        return cls(codes, vectorizer, weights, bias, descriptions, neutral, metadata)
+        return cls(vectorizer, weights, bias, metadata)
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
-            return np.zeros((0, len(self._codes)), dtype=np.float32)
+            return np.zeros((0, len(self.metadata.codes)), dtype=np.float32)
         features = self.vectorizer.transform(texts)  # (N, F) sparse
         logits = np.asarray(features @ self.weights) + self.bias  # (N, C)
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
     def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[list[CodePrediction]]:
         scores = self.scores(texts)
-        per_code = np.asarray(self.thresholds.per_code)
+        per_code = self.thresholds
+        codes, descriptions = self.codes, self.descriptions
         ranked_notes: list[list[CodePrediction]] = []
         for row in scores:
             order = np.argsort(-row, kind="stable")
@@ -126,8 +134,8 @@ class TfidfBaseline:
             ranked_notes.append(
                 [
                     CodePrediction(
-                        code=self._codes[col],
-                        description=self.descriptions[col],
+                        code=codes[col],
+                        description=descriptions[col],
                         score=float(row[col]),
                         rank=rank,
                         above_threshold=bool(row[col] >= per_code[col]),
@@ -138,38 +146,23 @@ class TfidfBaseline:
         return ranked_notes
 
     def save(self, directory: Path) -> Path:
+        """The pipeline file and bundle.json with its checksum (model.bundle.write_baseline)."""
         directory.mkdir(parents=True, exist_ok=True)
-        joblib.dump(
-            {"vectorizer": self.vectorizer, "weights": self.weights, "bias": self.bias},
-            directory / PIPELINE_FILE,
-        )
-        metadata = {
-            **self.metadata,
-            "kind": BASELINE_KIND,
-            "codes": [
-                {"code": code, "description": description}
-                for code, description in zip(self._codes, self.descriptions, strict=True)
-            ],
-            "thresholds": self.thresholds.to_json(),
-        }
-        (directory / "bundle.json").write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+        with tempfile.TemporaryDirectory(dir=directory) as staging:
+            pipeline = Path(staging) / BASELINE_PIPELINE_FILE
+            joblib.dump(
+                {"vectorizer": self.vectorizer, "weights": self.weights, "bias": self.bias},
+                pipeline,
+            )
+            self.metadata = write_baseline(directory, self.metadata, pipeline)
         return directory
 
     @classmethod
     def load(cls, directory: Path) -> TfidfBaseline:
-        metadata = json.loads((directory / "bundle.json").read_text(encoding="utf-8"))
-        if metadata.get("kind") != BASELINE_KIND:
+        """Read a saved baseline; its pipeline's checksum is verified before it is unpickled."""
+        metadata = read_model_metadata(directory)
+        if not isinstance(metadata, BaselineMetadata):
             raise ValueError(f"{directory} is not a {BASELINE_KIND} model (bundle.json kind)")
         # joblib unpickles: load only model directories you produced yourself.
-        pipeline = joblib.load(directory / PIPELINE_FILE)
-        codes = [entry["code"] for entry in metadata["codes"]]
-        descriptions = [entry["description"] for entry in metadata["codes"]]
-        return cls(
-            codes,
-            pipeline["vectorizer"],
-            pipeline["weights"],
-            pipeline["bias"],
-            descriptions,
-            Thresholds.from_json(metadata["thresholds"]),
-            metadata,
-        )
+        pipeline = joblib.load(directory / BASELINE_PIPELINE_FILE)
+        return cls(pipeline["vectorizer"], pipeline["weights"], pipeline["bias"], metadata)

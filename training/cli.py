@@ -18,6 +18,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import numpy as np
 import typer
 
+from model.bundle import BundleError
 from model.tables import FORMAT_HELP, OutputFormat, Table, print_tables, resolve
 from service import cli as service_cli
 from training.console import (
@@ -59,7 +60,7 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (UserError, OSError, ValueError) as error:
+        except (UserError, OSError, ValueError, BundleError) as error:
             console.print(f"[bold red]error:[/] {error}")
             raise typer.Exit(code=1) from error
 
@@ -147,14 +148,6 @@ def data_stats(
     print_tables([summary_table(f"{spec.name} {split}", rows)], output_format)
 
 
-def _thresholds_on_dev(predictor: Any, dev_documents: list[Any]) -> Any:
-    from training.evaluate import known_gold_matrix
-    from training.thresholds import tune_thresholds
-
-    scores = predictor.scores([doc.text for doc in dev_documents])
-    return tune_thresholds(known_gold_matrix(dev_documents, list(predictor.codes)), scores)
-
-
 @baseline_app.command("train")
 @reports_errors
 def baseline_train(
@@ -172,9 +165,14 @@ def baseline_train(
     output_format: FormatOpt = OutputFormat.auto,
 ) -> None:
     """Fit TF-IDF + one-vs-rest logistic regression; tune thresholds on the dev split."""
+    from dataclasses import asdict, replace
+
+    from model.metadata import BaselineMetadata
+    from model.thresholds import Thresholds
     from training.baseline import BaselineConfig, TfidfBaseline
-    from training.datasets import code_counts, describe_codes, fingerprint, label_order
-    from training.evaluate import evaluate_predictor, json_safe
+    from training.datasets import code_counts, code_entries, label_order
+    from training.evaluate import evaluate_predictor, json_safe, known_gold_matrix
+    from training.thresholds import tune_thresholds
 
     spec = corpus_spec(corpus, path, lang, codes, icd_version, split_file)
     started = time.perf_counter()
@@ -183,19 +181,18 @@ def baseline_train(
     code_list = label_order(train_documents)
     counts = code_counts(train_documents)
     config = BaselineConfig(c=c, max_features=max_features)
-    metadata: dict[str, Any] = {
-        "format_version": 1,
-        "name": f"tfidf-logreg-{spec.name}-{spec.codes.lower()}-{spec.lang}",
-        "version": datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
-        "created_at": datetime.now(UTC).isoformat(),
-        "config": {"baseline": config.__dict__},
-        "corpus": {
-            **spec.to_dict(),
-            "split": train_split,
-            "fingerprint": fingerprint(train_documents),
-        },
-        "train_code_counts": [counts[code] for code in code_list],
-    }
+    untuned = BaselineMetadata(
+        name=f"tfidf-logreg-{spec.name}-{spec.codes.lower()}-{spec.lang}",
+        version=datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
+        created_at=datetime.now(UTC).isoformat(),
+        config={"baseline": asdict(config)},
+        codes=code_entries(code_list, spec.code_systems),
+        code_system=spec.code_system,
+        thresholds=Thresholds.uniform(len(code_list)).to_json(),
+        train_code_counts=[counts[code] for code in code_list],
+        corpus=spec.corpus_info(train_split, train_documents),
+        training={},
+    )
     with progress_bar() as progress:
         task = progress.add_task(
             "fit per-code logistic regression", total=len(code_list), status=""
@@ -203,18 +200,19 @@ def baseline_train(
         model = TfidfBaseline.fit(
             [doc.text for doc in train_documents],
             [doc.codes for doc in train_documents],
-            code_list,
             config,
-            describe_codes(code_list, spec.code_systems),
-            metadata,
+            untuned,
             progress=lambda done, total: progress.update(task, completed=done),
         )
-    model.thresholds = _thresholds_on_dev(model, dev_documents)
-    evaluation = evaluate_predictor(
-        model, dev_documents, {**metadata, "thresholds": model.thresholds.to_json()}
+    dev_scores = model.scores([doc.text for doc in dev_documents])
+    tuned = tune_thresholds(known_gold_matrix(dev_documents, code_list), dev_scores)
+    model.metadata = replace(model.metadata, thresholds=tuned.to_json())
+    evaluation = evaluate_predictor(model, dev_documents, scores=dev_scores)
+    model.metadata = replace(
+        model.metadata,
+        dev_metrics=json_safe(evaluation.report.as_dict()),
+        training={"seconds": round(time.perf_counter() - started, 1)},
     )
-    model.metadata["dev_metrics"] = json_safe(evaluation.report.as_dict())
-    model.metadata["training"] = {"seconds": round(time.perf_counter() - started, 1)}
     model.save(out)
     print_tables(
         [summary_table(f"baseline on {spec.name} {dev_split}", evaluation.report.rows())],
@@ -248,23 +246,18 @@ def evaluate(
     With --evidence: the codes above threshold with their evidence spans as CodiEsp-X TSV, X
     precision/recall/F1 per label and combined, and evidence hit@1 for correctly predicted codes.
     """
-    from training.evaluate import (
-        evaluate_predictor,
-        json_safe,
-        load_predictor,
-        read_model_metadata,
-        write_predictions,
-    )
+    from model.bundle import read_model_metadata
+    from training.evaluate import evaluate_predictor, json_safe, load_predictor, write_predictions
 
     metadata = read_model_metadata(model)
-    trained_on = metadata.get("corpus", {})
+    trained_on = metadata.corpus
     spec = corpus_spec(
         corpus or trained_on.get("name", "codiesp"),
         path or (Path(trained_on["path"]) if corpus is None and "path" in trained_on else None),
         lang or trained_on.get("lang", "en"),
         codes or trained_on.get("codes", "D"),
         trained_on.get("icd_version", 10),
-        Path(trained_on["split_file"]) if trained_on.get("split_file") else None,
+        Path(split_file_name) if (split_file_name := trained_on.get("split_file")) else None,
     )
     if evidence and (spec.name != "codiesp" or spec.lang != "es"):
         raise UserError(
@@ -274,7 +267,7 @@ def evaluate(
     documents = spec.load(split)
     predictor = load_predictor(model)
     started = time.perf_counter()
-    evaluation = evaluate_predictor(predictor, documents, metadata)
+    evaluation = evaluate_predictor(predictor, documents)
     seconds = time.perf_counter() - started
     out_dir = out or model / f"eval-{spec.name}-{split}"
     jsonl_path, tsv_path = write_predictions(
@@ -286,7 +279,7 @@ def evaluate(
     console.print(
         f"{len(documents)} notes in {seconds:.1f} s; predictions: {jsonl_path}, {tsv_path}"
     )
-    title = f"{metadata.get('name', model.name)} on {spec.name} {split}"
+    title = f"{metadata.name} on {spec.name} {split}"
     tables = [
         summary_table(title, evaluation.report.rows()),
         bucket_table("by training frequency", evaluation.report.bucket_rows()),

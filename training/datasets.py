@@ -10,11 +10,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from model.bundle import fingerprint_documents
 from model.catalogue import catalogue_for
-from model.codes import CodeSystem
+from model.codes import CodeSystem, format_code_systems
+from model.metadata import CodeEntry, CorpusInfo
 from training.corpora import load_corpus
 from training.corpora.base import Document
 
@@ -55,6 +56,17 @@ class CorpusSpec:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def corpus_info(self, split: str, documents: Sequence[Document]) -> CorpusInfo:
+        """bundle.json's `corpus` section: this spec, the split read and its fingerprint."""
+        return cast(
+            CorpusInfo, {**self.to_dict(), "split": split, "fingerprint": fingerprint(documents)}
+        )
+
+    @property
+    def code_system(self) -> str:
+        """bundle.json's `code_system`: the systems joined by '+'."""
+        return format_code_systems(self.code_systems)
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CorpusSpec:
         fields = {key: values[key] for key in cls.__dataclass_fields__ if key in values}
@@ -81,6 +93,14 @@ def system_of(code: str, systems: Sequence[CodeSystem]) -> CodeSystem:
 def describe_codes(codes: Sequence[str], systems: Sequence[CodeSystem]) -> list[str]:
     """Catalogue descriptions ("" where the catalogue has none: callers show the code alone)."""
     return [catalogue_for(system_of(code, systems)).describe(code) for code in codes]
+
+
+def code_entries(codes: Sequence[str], systems: Sequence[CodeSystem]) -> list[CodeEntry]:
+    """bundle.json's `codes`: each code with its catalogue description, in the order given."""
+    return [
+        CodeEntry(code=code, description=description)
+        for code, description in zip(codes, describe_codes(codes, systems), strict=True)
+    ]
 
 
 def code_counts(documents: Sequence[Document]) -> Counter[str]:

@@ -1,8 +1,9 @@
 """Evaluate any saved model (PLANT bundle or baseline) on a corpus split, the way it is served.
 
 PLANT bundles are read through `model.runtime.OnnxPredictor`, the module the service uses, so what
-is evaluated is what is served. Gold codes the model cannot predict stay in the label space with
-score 0: they count as misses, never silently dropped.
+is evaluated is what is served; every model directory is opened through the checked loader
+(`model.bundle.read_model_metadata`), and the thresholds are the predictor's. Gold codes the model
+cannot predict stay in the label space with score 0: they count as misses, never silently dropped.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from model.bundle import BundleMetadata, read_model_metadata
 from model.prediction import Predictor
 from training.corpora.base import Document
 from training.metrics import MetricReport, evaluate_all
@@ -23,29 +24,16 @@ from training.metrics import MetricReport, evaluate_all
 RANKED_CODES_WRITTEN = 100  # CodiEsp MAP reads the ranked list; deeper ranks add nothing measurable
 
 
-def read_model_metadata(directory: Path) -> dict[str, Any]:
-    bundle_json = directory / "bundle.json"
-    if not bundle_json.is_file():
-        raise FileNotFoundError(
-            f"{bundle_json} not found: --model must be a directory written by "
-            "`plant-icd train` or `plant-icd baseline train`"
-        )
-    metadata: dict[str, Any] = json.loads(bundle_json.read_text(encoding="utf-8"))
-    return metadata
-
-
 def load_predictor(directory: Path) -> Predictor:
-    """Open a model directory by the kind its bundle.json declares."""
-    kind = read_model_metadata(directory).get("kind")
-    if kind == "plant":
+    """Open a model directory by the kind its bundle.json declares, checksums verified."""
+    metadata = read_model_metadata(directory)
+    if isinstance(metadata, BundleMetadata):
         from model.runtime import OnnxPredictor
 
         return OnnxPredictor(directory)
-    if kind == "tfidf-logreg":
-        from training.baseline import TfidfBaseline
+    from training.baseline import TfidfBaseline
 
-        return TfidfBaseline.load(directory)
-    raise ValueError(f"{directory}/bundle.json has unknown kind {kind!r}")
+    return TfidfBaseline.load(directory)
 
 
 @dataclass
@@ -83,13 +71,10 @@ def known_gold_matrix(documents: Sequence[Document], codes: Sequence[str]) -> np
 
 
 def evaluate_predictor(
-    predictor: Predictor,
-    documents: Sequence[Document],
-    metadata: dict[str, Any],
-    scores: np.ndarray | None = None,
+    predictor: Predictor, documents: Sequence[Document], scores: np.ndarray | None = None
 ) -> Evaluation:
     """Score `documents` (unless their `scores` are given) and compute every metric with the
-    model's stored thresholds."""
+    thresholds the predictor decides with."""
     if not documents:
         raise ValueError("no documents to evaluate: check --corpus, --path and --split")
     model_codes = list(predictor.codes)
@@ -103,13 +88,12 @@ def evaluate_predictor(
     padded_scores = np.full((len(documents), len(label_space)), -1.0, dtype=np.float32)
     padded_scores[:, : len(model_codes)] = scores
 
-    stored = metadata["thresholds"]
     thresholds = np.concatenate(
-        [np.asarray(stored["per_code"], dtype=np.float64), np.full(len(unknown), np.inf)]
+        [np.asarray(predictor.thresholds, dtype=np.float64), np.full(len(unknown), np.inf)]
     )
     train_counts = np.concatenate(
         [
-            np.asarray(metadata.get("train_code_counts", [0] * len(model_codes)), dtype=np.int64),
+            np.asarray(predictor.train_code_counts, dtype=np.int64),
             np.zeros(len(unknown), dtype=np.int64),
         ]
     )

@@ -17,17 +17,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
-from model.bundle import FORMAT_VERSION, package_versions, sha256_file, write_bundle
+from model.bundle import BundleMetadata, package_versions, sha256_file, write_bundle
+from model.metadata import FusionInfo, TrainingInfo
 from model.nn.export import export_onnx
-from model.nn.network import AWDLSTMLanguageModel, PlantClassifier, build_config, position_limit
+from model.nn.network import (
+    AWDLSTMLanguageModel,
+    PlantClassifier,
+    PlantConfig,
+    build_config,
+    position_limit,
+)
+from model.thresholds import DEFAULT_MIN_POSITIVES, Thresholds, ThresholdsInfo
 from model.tokenizer import NoteTokenizer
 from training.corpora.base import Document
-from training.datasets import CorpusSpec, code_counts, describe_codes, fingerprint, label_order
+from training.datasets import CorpusSpec, code_counts, code_entries, fingerprint, label_order
 from training.distributed import SINGLE, DistContext, barrier
 from training.evaluate import evaluate_predictor, gold_matrix, json_safe, known_gold_matrix
 from training.finetune import FinetuneConfig, StageConfig, run_stage
@@ -37,7 +45,7 @@ from training.lm import LMConfig, pretrain_language_model
 from training.metrics import MetricReport
 from training.mutual_info import label_matrix, normalized_mutual_information, presence_matrix
 from training.planting import evidence_counts, evidence_relevance
-from training.thresholds import Thresholds, tune_thresholds
+from training.thresholds import tune_thresholds
 
 Progress = Callable[[str, int, int, dict[str, float]], None]
 
@@ -243,20 +251,53 @@ def _tokenize(tokenizer: NoteTokenizer, documents: Sequence[Document]) -> list[n
     return [note.ids for note in tokenizer.encode_batch([doc.text for doc in documents])]
 
 
-def _add_fusion(metadata: dict[str, Any], fused: FittedFusion, spec: CorpusSpec) -> None:
+def _untuned_metadata(
+    options: TrainOptions,
+    settings: PlantPreset,
+    network_config: PlantConfig,
+    train_docs: Sequence[Document],
+) -> BundleMetadata:
+    """bundle.json for the network alone, before thresholds are tuned and dev metrics known."""
+    spec = options.spec
+    codes = label_order(train_docs)
+    counts = code_counts(train_docs)
+    now = datetime.now(UTC)
+    return BundleMetadata(
+        name=f"plant-{spec.name}-{spec.codes.lower()}-{spec.lang}"
+        + ("" if options.plant else "-lant"),
+        version=now.strftime("%Y%m%d%H%M%S"),
+        created_at=now.isoformat(),
+        config=network_config.to_dict(),
+        codes=code_entries(codes, spec.code_systems),
+        code_system=spec.code_system,
+        thresholds=_untuned(len(codes)),
+        max_tokens=settings.max_tokens,
+        top_k_export=network_config.top_k_export,
+        train_code_counts=[counts[code] for code in codes],
+        corpus=spec.corpus_info(options.train_split, train_docs),
+        training={"preset": options.preset, "plant": options.plant, "seed": options.seed},
+        package_versions=package_versions(
+            ["torch", "onnx", "onnxruntime", "tokenizers", "numpy", "simple-icd-10-cm"]
+        ),
+    )
+
+
+def _untuned(n_codes: int) -> ThresholdsInfo:
+    """Thresholds that only let the bundle load for scoring; tuning replaces them."""
+    return Thresholds.uniform(n_codes, min_positives=DEFAULT_MIN_POSITIVES).to_json()
+
+
+def _with_fusion(metadata: BundleMetadata, fused: FittedFusion, spec: CorpusSpec) -> BundleMetadata:
     """Extend bundle.json's label space with the codes only the fusion proposes."""
-    metadata["format_version"] = FORMAT_VERSION
-    metadata["network_codes"] = len(metadata["codes"])
-    metadata["codes"] = metadata["codes"] + [
-        {"code": code, "description": description}
-        for code, description in zip(
-            fused.extra_codes, describe_codes(fused.extra_codes, spec.code_systems), strict=True
-        )
-    ]
-    n_codes = len(metadata["codes"])
-    metadata["train_code_counts"] = metadata["train_code_counts"] + [0] * len(fused.extra_codes)
-    metadata["thresholds"] = Thresholds(0.5, np.full(n_codes, 0.5), 3).to_json()
-    metadata["fusion"] = fused.info
+    codes = metadata.codes + code_entries(fused.extra_codes, spec.code_systems)
+    return replace(
+        metadata,
+        network_codes=len(metadata.codes),
+        codes=codes,
+        train_code_counts=metadata.train_code_counts + [0] * len(fused.extra_codes),
+        thresholds=_untuned(len(codes)),
+        fusion=cast(FusionInfo, fused.info),
+    )
 
 
 def run_training(
@@ -284,7 +325,6 @@ def run_training(
     if options.background and spec.name == "codiesp":
         unlabelled += spec.load("background")
     codes = label_order(train_docs)
-    counts = code_counts(train_docs)
     # Training notes with evidence spans in their own language (projected for CodiEsp English).
     evidence_docs = (
         fusion_documents(train_docs, spec) if options.evidence or options.fusion else train_docs
@@ -447,68 +487,49 @@ def run_training(
     graph_path = options.out / "model.onnx"
     export_onnx(classifier.eval(), graph_path, top_k=network_config.top_k_export)
     shutil.copyfile(tok_path, options.out / "tokenizer.json")
-    name = f"plant-{spec.name}-{spec.codes.lower()}-{spec.lang}" + (
-        "" if options.plant else "-lant"
-    )
-    metadata: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "kind": "plant",
-        "name": name,
-        "version": datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
-        "created_at": datetime.now(UTC).isoformat(),
-        "config": network_config.to_dict(),
-        "codes": [
-            {"code": code, "description": description}
-            for code, description in zip(
-                codes, describe_codes(codes, spec.code_systems), strict=True
-            )
-        ],
-        "code_system": "+".join(str(system) for system in spec.code_systems),
-        "thresholds": Thresholds(0.5, np.full(len(codes), 0.5), 3).to_json(),
-        "max_tokens": settings.max_tokens,
-        "top_k_export": network_config.top_k_export,
-        "train_code_counts": [counts[code] for code in codes],
-        "corpus": {
-            **spec.to_dict(),
-            "split": options.train_split,
-            "fingerprint": fingerprint(train_docs),
-        },
-        "dev_metrics": {},
-        "training": {"preset": options.preset, "plant": options.plant, "seed": options.seed},
-        "package_versions": package_versions(
-            ["torch", "onnx", "onnxruntime", "tokenizers", "numpy", "simple-icd-10-cm"]
-        ),
-    }
+    metadata = _untuned_metadata(options, settings, network_config, train_docs)
     seconds["export"] = time.perf_counter() - started
 
     fusion_files: dict[str, Path] = {}
     if options.fusion:
         started = time.perf_counter()
         fused = fit_fusion(evidence_docs, spec, settings.fusion, options.out, codes)
-        _add_fusion(metadata, fused, spec)
+        metadata = _with_fusion(metadata, fused, spec)
         fusion_files = fused.files
         reports["fusion"] = fused.info["report"]
         seconds["fusion"] = time.perf_counter() - started
-    write_bundle(options.out, metadata, graph_path, options.out / "tokenizer.json", fusion_files)
+
+    def write(metadata: BundleMetadata) -> BundleMetadata:
+        tokenizer_path = options.out / "tokenizer.json"
+        return write_bundle(
+            options.out, metadata, graph_path, tokenizer_path, fusion_files
+        ).metadata
 
     from model.runtime import OnnxPredictor
 
     started = time.perf_counter()
+    # Scores do not depend on thresholds: score dev once, tune, then evaluate the tuned bundle
+    # as it is served, read back through the checked loader.
+    write(metadata)
+    scorer = OnnxPredictor(options.out)
+    dev_scores = scorer.scores([doc.text for doc in dev_docs])
+    tuned = tune_thresholds(known_gold_matrix(dev_docs, list(scorer.codes)), dev_scores)
+    write(replace(metadata, thresholds=tuned.to_json()))
     predictor = OnnxPredictor(options.out)
-    dev_scores = predictor.scores([doc.text for doc in dev_docs])
-    label_space = list(predictor.codes)
-    metadata["thresholds"] = tune_thresholds(
-        known_gold_matrix(dev_docs, label_space), dev_scores
-    ).to_json()
-    evaluation = evaluate_predictor(predictor, dev_docs, metadata, scores=dev_scores)
-    metadata["dev_metrics"] = json_safe(evaluation.report.as_dict())
+    evaluation = evaluate_predictor(predictor, dev_docs, scores=dev_scores)
     seconds["thresholds+evaluate"] = time.perf_counter() - started
-    metadata["training"] |= {
+    training_info = predictor.metadata.training | {
         "seconds": {stage: round(value, 1) for stage, value in seconds.items()},
         "lm": reports["lm"],
         "l2r": reports["l2r"],
         "classifier": stage_reports,
         **({"fusion": reports["fusion"]} if "fusion" in reports else {}),
     }
-    write_bundle(options.out, metadata, graph_path, options.out / "tokenizer.json", fusion_files)
+    write(
+        replace(
+            predictor.metadata,
+            dev_metrics=json_safe(evaluation.report.as_dict()),
+            training=cast(TrainingInfo, training_info),
+        )
+    )
     return TrainResult(options.out, evaluation.report, seconds, reports)

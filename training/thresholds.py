@@ -1,25 +1,22 @@
-"""Decision thresholds tuned on a dev split: one global threshold maximising micro-F1, per-code
-overrides for codes with enough dev positives, and the `Thresholds` record the bundle stores.
+"""Decision thresholds tuned on a dev split: one global threshold maximising micro-F1, then
+per-code overrides for codes with enough dev positives. The result is `model.thresholds.Thresholds`,
+the record the bundle stores.
 
 A code is predicted when `score >= threshold` (`training.metrics.apply_thresholds`).
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from training.metrics import apply_thresholds, as_label_matrix, as_score_matrix, f1_from_counts
+from model.thresholds import DEFAULT_MIN_POSITIVES, Thresholds
+from training.metrics import as_label_matrix, as_score_matrix, f1_from_counts
 
 # 0.01, 0.02, ..., 0.99, rounded so stored values read as written (0.35, not 0.35000000000000003).
 DEFAULT_GRID: npt.NDArray[np.float64] = np.round(np.linspace(0.01, 0.99, 99), 2)
-DEFAULT_MIN_POSITIVES = 3
 
 
 def _grid(grid: npt.ArrayLike | None) -> npt.NDArray[np.float64]:
@@ -139,67 +136,6 @@ def tune_per_code_thresholds(
         if f1[best] > baseline:
             thresholds[column] = candidates[best]
     return thresholds
-
-
-@dataclass(frozen=True, eq=False)
-class Thresholds:
-    """Tuned decision thresholds, stored in the model bundle.
-
-    `per_code` (C,) follows the bundle's code order and is what `apply` uses; `global_threshold`
-    is kept for codes added later and for reporting.
-    """
-
-    global_threshold: float
-    per_code: npt.NDArray[np.float64]
-    min_positives: int = DEFAULT_MIN_POSITIVES
-
-    def __post_init__(self) -> None:
-        per_code = np.asarray(self.per_code, dtype=np.float64)
-        if per_code.ndim != 1:
-            raise ValueError(f"per_code thresholds must be 1-D; got shape {per_code.shape}")
-        if not (math.isfinite(self.global_threshold) and np.isfinite(per_code).all()):
-            raise ValueError("thresholds must be finite numbers")
-        object.__setattr__(self, "per_code", per_code)
-
-    def apply(self, y_score: npt.ArrayLike) -> npt.NDArray[np.bool_]:
-        """Decisions (N, C) for scores whose columns follow the same code list."""
-        return apply_thresholds(y_score, self.per_code)
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready record (plain floats and lists), embedded as is in bundle metadata."""
-        return {
-            "global_threshold": float(self.global_threshold),
-            "per_code": [float(value) for value in self.per_code],
-            "min_positives": int(self.min_positives),
-        }
-
-    @classmethod
-    def from_json(cls, record: Mapping[str, Any] | str) -> Thresholds:
-        """Inverse of `to_json`; also accepts that record serialised as a JSON string.
-
-        Python's float repr round-trips exactly, so stored thresholds come back bit-identical.
-        """
-        fields = json.loads(record) if isinstance(record, str) else record
-        if not isinstance(fields, Mapping):
-            raise ValueError("a thresholds record must be a JSON object")
-        missing = {"global_threshold", "per_code", "min_positives"} - set(fields)
-        if missing:
-            raise ValueError(f"thresholds record lacks {sorted(missing)}")
-        return cls(
-            global_threshold=float(fields["global_threshold"]),
-            per_code=np.asarray(fields["per_code"], dtype=np.float64),
-            min_positives=int(fields["min_positives"]),
-        )
-
-    def __eq__(self, other: object) -> bool:
-        # The generated __eq__ would compare arrays elementwise and fail on `bool(...)`.
-        if not isinstance(other, Thresholds):
-            return NotImplemented
-        return (
-            self.global_threshold == other.global_threshold
-            and self.min_positives == other.min_positives
-            and np.array_equal(self.per_code, other.per_code)
-        )
 
 
 def tune_thresholds(

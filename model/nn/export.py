@@ -11,10 +11,17 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from model.metadata import GRAPH_INPUTS, GRAPH_OUTPUTS
 from model.nn.network import PlantClassifier
 
-INPUT_NAMES = ["input_ids", "attention_mask"]
-OUTPUT_NAMES = ["logits", "top_codes", "top_attention"]
+# Batch and token axes stay symbolic: (ids, mask) [batch, tokens] in; logits [batch, codes],
+# top_codes [batch, K], top_attention [batch, K, tokens] out.
+_DYNAMIC_AXES = {
+    **{name: {0: "batch", 1: "tokens"} for name in GRAPH_INPUTS},
+    GRAPH_OUTPUTS[0]: {0: "batch"},
+    GRAPH_OUTPUTS[1]: {0: "batch"},
+    GRAPH_OUTPUTS[2]: {0: "batch", 2: "tokens"},
+}
 
 
 class _ServingGraph(nn.Module):
@@ -75,17 +82,11 @@ def export_onnx(model: PlantClassifier, path: str | Path, top_k: int = 50, opset
                 (input_ids, attention_mask),
                 str(path),
                 dynamo=False,
-                input_names=INPUT_NAMES,
-                output_names=OUTPUT_NAMES,
+                input_names=list(GRAPH_INPUTS),
+                output_names=list(GRAPH_OUTPUTS),
                 opset_version=opset,
                 do_constant_folding=True,
-                dynamic_axes={
-                    "input_ids": {0: "batch", 1: "tokens"},
-                    "attention_mask": {0: "batch", 1: "tokens"},
-                    "logits": {0: "batch"},
-                    "top_codes": {0: "batch"},
-                    "top_attention": {0: "batch", 2: "tokens"},
-                },
+                dynamic_axes=_DYNAMIC_AXES,
             )
     finally:
         model.train(was_training)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from model.bundle import load_bundle, write_bundle
+from model.bundle import BundleMetadata, load_bundle, write_bundle
 from tests.model.bundle_factory import DEFAULT_CODES, build_tiny_bundle, synthetic_notes
 from training.corpora import Document, write_jsonl
 
@@ -95,5 +95,5 @@ def plant_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) ->
     graph = export_onnx(model, work / "model.onnx", top_k=metadata["top_k_export"])
     metadata["config"] = json.loads(json.dumps(config.to_dict()))
     bundle_dir = work / "bundle"
-    write_bundle(bundle_dir, metadata, graph, factory.tokenizer_path)
+    write_bundle(bundle_dir, BundleMetadata.from_dict(metadata), graph, factory.tokenizer_path)
     return bundle_dir, state_path

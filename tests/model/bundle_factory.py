@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from model.bundle import FORMAT_VERSION, package_versions, write_bundle
+from model.bundle import FORMAT_VERSION, BundleMetadata, package_versions, write_bundle
 from model.tokenizer import NoteTokenizer
 
 # Each code gets the words that drive it (English and Spanish), in code order.
@@ -185,7 +185,7 @@ def build_tiny_bundle(
         "training": {"stages": ["handmade"], "seconds": {"handmade": 0.0}, "seed": seed},
         "package_versions": package_versions(["numpy", "onnxruntime", "tokenizers"]),
     }
-    write_bundle(bundle_dir, metadata, graph_path, tokenizer_path)
+    write_bundle(bundle_dir, BundleMetadata(**metadata), graph_path, tokenizer_path)
     graph_path.unlink()
     tokenizer_path.unlink()
     return bundle_dir
@@ -290,7 +290,7 @@ def add_fusion(bundle_dir: str | Path, *, context_language: str | None = "es") -
     }
     write_bundle(
         bundle_dir,
-        metadata,
+        BundleMetadata.from_dict(metadata),
         bundle_dir / "model.onnx",
         bundle_dir / "tokenizer.json",
         {name: work / name for name in (LEXICON_FILE, NEIGHBOURS_FILE, COMBINER_FILE)},

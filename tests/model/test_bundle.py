@@ -17,6 +17,7 @@ from model.bundle import (
     fingerprint_documents,
     load_bundle,
     package_versions,
+    read_model_metadata,
     sha256_file,
     write_bundle,
 )
@@ -31,18 +32,22 @@ CONTRACT_KEYS = [
     "codes",
     "code_system",
     "thresholds",
-    "max_tokens",
-    "top_k_export",
     "train_code_counts",
     "corpus",
     "dev_metrics",
     "training",
     "package_versions",
+    "max_tokens",
+    "top_k_export",
     "graph_sha256",
     "tokenizer_sha256",
     "network_codes",
     "fusion",
 ]
+
+
+def _record(n_codes: int = 2) -> BundleMetadata:
+    return BundleMetadata(**_metadata(n_codes))
 
 
 def _metadata(n_codes: int = 2) -> dict[str, Any]:
@@ -80,7 +85,7 @@ def test_round_trip_copies_files_and_hashes_them(
     tmp_path: Path, sources: tuple[Path, Path]
 ) -> None:
     graph, tokenizer = sources
-    written = write_bundle(tmp_path / "bundle", _metadata(), graph, tokenizer)
+    written = write_bundle(tmp_path / "bundle", _record(), graph, tokenizer)
     loaded = load_bundle(tmp_path / "bundle")
     assert loaded == written
     assert loaded.graph_path.read_bytes() == graph.read_bytes()
@@ -89,7 +94,6 @@ def test_round_trip_copies_files_and_hashes_them(
     on_disk = json.loads((tmp_path / "bundle" / "bundle.json").read_text(encoding="utf-8"))
     assert list(on_disk) == CONTRACT_KEYS
     assert {key: on_disk[key] for key in _metadata()} == _metadata()
-    assert loaded.metadata.code_list == ["A00", "A01"]
     # Atomic writes leave no temporary files behind, and files are readable by others.
     assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == [
         "bundle.json",
@@ -114,7 +118,7 @@ def test_write_accepts_metadata_object_and_recomputes_hashes(
 def test_corrupt_graph_fails_with_checksum_message(
     tmp_path: Path, sources: tuple[Path, Path]
 ) -> None:
-    bundle = write_bundle(tmp_path / "b", _metadata(), *sources)
+    bundle = write_bundle(tmp_path / "b", _record(), *sources)
     with bundle.graph_path.open("ab") as handle:
         handle.write(b"\x00")
     with pytest.raises(BundleError, match="checksum") as error:
@@ -123,7 +127,7 @@ def test_corrupt_graph_fails_with_checksum_message(
 
 
 def test_missing_files_are_named(tmp_path: Path, sources: tuple[Path, Path]) -> None:
-    bundle = write_bundle(tmp_path / "b", _metadata(), *sources)
+    bundle = write_bundle(tmp_path / "b", _record(), *sources)
     bundle.tokenizer_path.unlink()
     with pytest.raises(BundleError, match=r"tokenizer\.json is missing"):
         load_bundle(tmp_path / "b")
@@ -144,7 +148,15 @@ def _rewrite(bundle_dir: Path, **changes: Any) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"format_version": 3}, "format_version 3"),
+        ({"format_version": 3}, "format_version 3; this plant-icd reads format_version"),
+        ({"format_version": 0}, r"format_version 0 \(an older layout\)"),
+        ({"code_system": "icd11"}, "'icd11', which is not one of"),
+        (
+            {"thresholds": {"global_threshold": 0.5, "per_code": [0.5, None], "min_positives": 1}},
+            "thresholds are unusable",
+        ),
+        ({"corpus": {"name": "x"}}, r"corpus lacks \['fingerprint', 'split'\]"),
+        ({"training": {"seed": 1, "surprise": 2}}, r"unknown keys \['surprise'\]"),
         ({"kind": "tfidf-logreg"}, "kind 'tfidf-logreg'"),
         (
             {"thresholds": {"global_threshold": 0.5, "per_code": [0.5], "min_positives": 1}},
@@ -159,7 +171,7 @@ def _rewrite(bundle_dir: Path, **changes: Any) -> None:
 def test_bad_metadata_is_rejected(
     tmp_path: Path, sources: tuple[Path, Path], changes: dict[str, Any], message: str
 ) -> None:
-    write_bundle(tmp_path / "b", _metadata(), *sources)
+    write_bundle(tmp_path / "b", _record(), *sources)
     _rewrite(tmp_path / "b", **changes)
     with pytest.raises(BundleError, match=message):
         load_bundle(tmp_path / "b")
@@ -169,8 +181,8 @@ def test_missing_key_and_bad_json_are_rejected(tmp_path: Path, sources: tuple[Pa
     incomplete = _metadata()
     del incomplete["corpus"]
     with pytest.raises(BundleError, match=r"lacks keys \['corpus'\]"):
-        write_bundle(tmp_path / "b", incomplete, *sources)
-    write_bundle(tmp_path / "c", _metadata(), *sources)
+        BundleMetadata.from_dict({**incomplete, "graph_sha256": "0", "tokenizer_sha256": "0"})
+    write_bundle(tmp_path / "c", _record(), *sources)
     (tmp_path / "c" / "bundle.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(BundleError, match="not valid JSON"):
         load_bundle(tmp_path / "c")
@@ -178,7 +190,7 @@ def test_missing_key_and_bad_json_are_rejected(tmp_path: Path, sources: tuple[Pa
 
 def test_missing_source_file_is_reported(tmp_path: Path, sources: tuple[Path, Path]) -> None:
     with pytest.raises(BundleError, match="does not exist"):
-        write_bundle(tmp_path / "b", _metadata(), tmp_path / "none.onnx", sources[1])
+        write_bundle(tmp_path / "b", _record(), tmp_path / "none.onnx", sources[1])
 
 
 def test_fingerprint_ignores_order_but_not_content() -> None:
@@ -204,3 +216,14 @@ def test_tiny_bundle_fixture_loads(tiny_bundle: Path) -> None:
     bundle = load_bundle(tiny_bundle)
     assert bundle.metadata.kind == "plant" and bundle.metadata.top_k_export == 3
     assert len(bundle.metadata.codes) == len(bundle.metadata.thresholds["per_code"]) == 6
+
+
+def test_reading_a_models_metadata_verifies_its_files(
+    tmp_path: Path, sources: tuple[Path, Path]
+) -> None:
+    bundle = write_bundle(tmp_path / "b", _record(), *sources)
+    assert read_model_metadata(tmp_path / "b") == bundle.metadata
+    with bundle.graph_path.open("ab") as handle:
+        handle.write(b"\x00")
+    with pytest.raises(BundleError, match="graph checksum mismatch"):
+        read_model_metadata(tmp_path / "b")

@@ -16,7 +16,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from model.bundle import BundleError, load_bundle, write_bundle
+from model.bundle import BundleError, BundleMetadata, load_bundle, write_bundle
 from model.runtime import OnnxPredictor, sigmoid
 from tests.model.bundle_factory import DEFAULT_CODES, build_tiny_bundle, graph_parameters
 
@@ -253,7 +253,12 @@ def test_broken_bundles_fail_at_load(tmp_path: Path, bundle_dir: Path) -> None:
         OnnxPredictor(mismatched)
     # Garbage that matches its own checksum: ONNX Runtime refuses it, with advice.
     raw = json.loads((copy / "bundle.json").read_text(encoding="utf-8"))
-    write_bundle(tmp_path / "garbage", raw, copy / "model.onnx", copy / "tokenizer.json")
+    write_bundle(
+        tmp_path / "garbage",
+        BundleMetadata.from_dict(raw),
+        copy / "model.onnx",
+        copy / "tokenizer.json",
+    )
     with pytest.raises(BundleError, match="cannot load"):
         OnnxPredictor(tmp_path / "garbage")
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from model.bundle import BaselineMetadata, BundleError, read_model_metadata, sha256_file
+from model.thresholds import Thresholds
 from training.baseline import BaselineConfig, TfidfBaseline
 from training.corpora import load_corpus
 from training.datasets import label_order
@@ -14,13 +18,23 @@ from training.datasets import label_order
 def fit_baseline(corpus: Path) -> TfidfBaseline:
     documents = load_corpus("codiesp", corpus, "train", lang="en", codes="D")
     codes = label_order(documents)
+    metadata = BaselineMetadata(
+        name="test-baseline",
+        version="1",
+        created_at="2024-01-01T00:00:00Z",
+        config={},
+        codes=[{"code": code, "description": f"description of {code}"} for code in codes],
+        code_system="icd10cm",
+        thresholds=Thresholds.uniform(len(codes)).to_json(),
+        train_code_counts=[1] * len(codes),
+        corpus={"name": "codiesp", "split": "train", "fingerprint": "f"},
+        training={},
+    )
     return TfidfBaseline.fit(
         [doc.text for doc in documents],
         [doc.codes for doc in documents],
-        codes,
         BaselineConfig(min_df=1),
-        descriptions=[f"description of {code}" for code in codes],
-        metadata={"name": "test-baseline"},
+        metadata,
     )
 
 
@@ -50,4 +64,29 @@ def test_baseline_save_load_round_trip(synthetic_codiesp: Path, tmp_path: Path) 
     notes = ["dysuria and urinary infection", "appendicitis in the right lower quadrant"]
     np.testing.assert_array_equal(loaded.scores(notes), model.scores(notes))
     assert list(loaded.codes) == list(model.codes)
-    assert loaded.metadata["name"] == "test-baseline"
+    assert loaded.metadata == model.metadata
+    assert loaded.metadata.name == "test-baseline"
+    assert loaded.metadata.pipeline_sha256 == sha256_file(tmp_path / "baseline" / "baseline.joblib")
+
+
+def test_a_changed_pipeline_file_is_refused_before_unpickling(
+    synthetic_codiesp: Path, tmp_path: Path
+) -> None:
+    fit_baseline(synthetic_codiesp).save(tmp_path / "baseline")
+    with (tmp_path / "baseline" / "baseline.joblib").open("ab") as pipeline:
+        pipeline.write(b"\0")
+    with pytest.raises(BundleError, match="baseline pipeline checksum mismatch"):
+        TfidfBaseline.load(tmp_path / "baseline")
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        read_model_metadata(tmp_path / "baseline")
+
+
+def test_a_baseline_of_the_older_layout_names_its_version(
+    synthetic_codiesp: Path, tmp_path: Path
+) -> None:
+    fit_baseline(synthetic_codiesp).save(tmp_path / "baseline")
+    metadata_path = tmp_path / "baseline" / "bundle.json"
+    raw = json.loads(metadata_path.read_text(encoding="utf-8"))
+    metadata_path.write_text(json.dumps({**raw, "format_version": 1}), encoding="utf-8")
+    with pytest.raises(BundleError, match=r"format_version 1 \(an older layout\)"):
+        TfidfBaseline.load(tmp_path / "baseline")

@@ -15,7 +15,7 @@ from training.evaluate import evaluate_predictor, json_safe, write_predictions
 
 
 class FixedPredictor:
-    """Scores given per note, for two codes."""
+    """Scores given per note, for two codes, each decided at 0.5."""
 
     def __init__(self, scores: dict[str, list[float]]) -> None:
         self._scores = scores
@@ -24,14 +24,19 @@ class FixedPredictor:
     def codes(self) -> Sequence[str]:
         return ["A00.0", "B00.0"]
 
+    @property
+    def thresholds(self) -> np.ndarray:
+        return np.array([0.5, 0.5])
+
+    @property
+    def train_code_counts(self) -> Sequence[int]:
+        return [12, 1]
+
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         return np.array([self._scores[text] for text in texts], dtype=np.float32)
 
     def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[list[CodePrediction]]:
         raise NotImplementedError
-
-
-METADATA = {"thresholds": {"per_code": [0.5, 0.5]}, "train_code_counts": [12, 1]}
 
 
 def test_unknown_gold_codes_count_as_misses(tmp_path: Path) -> None:
@@ -40,7 +45,7 @@ def test_unknown_gold_codes_count_as_misses(tmp_path: Path) -> None:
         Document("d2", "note two", ("B00.0",)),
     ]
     predictor = FixedPredictor({"note one": [0.9, 0.2], "note two": [0.1, 0.8]})
-    evaluation = evaluate_predictor(predictor, documents, METADATA)
+    evaluation = evaluate_predictor(predictor, documents)
     metrics = evaluation.report.as_dict()
     # Predicted: d1 {A00.0}, d2 {B00.0}: 2 true positives; the unknown C00.0 is a miss.
     assert metrics["micro_precision"] == pytest.approx(1.0)
@@ -63,7 +68,7 @@ def test_unknown_gold_codes_count_as_misses(tmp_path: Path) -> None:
 
 def test_evaluate_refuses_an_empty_split() -> None:
     with pytest.raises(ValueError, match="no documents"):
-        evaluate_predictor(FixedPredictor({}), [], METADATA)
+        evaluate_predictor(FixedPredictor({}), [])
 
 
 def test_json_safe_turns_nan_into_null() -> None:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from training.metrics import micro_prf
 from training.thresholds import (
     DEFAULT_GRID,
-    Thresholds,
     tune_global_threshold,
     tune_per_code_thresholds,
     tune_thresholds,
@@ -111,34 +108,3 @@ def test_tune_thresholds_combines_both_steps() -> None:
     assert tuned.per_code.tolist() == [0.61, 0.11, 0.11, 0.11, 0.11]
     # Dev micro-F1 rises to 24 / 26 = 12/13.
     assert micro_prf(y_true, tuned.apply(y_score)).f1 == pytest.approx(12 / 13)
-
-
-def test_thresholds_json_round_trip() -> None:
-    thresholds = Thresholds(0.35, np.array([0.61, 0.35, 0.1 + 0.2]), min_positives=3)
-    record = thresholds.to_json()
-    assert record == {
-        "global_threshold": 0.35,
-        "per_code": [0.61, 0.35, 0.1 + 0.2],
-        "min_positives": 3,
-    }
-    assert all(type(value) is float for value in record["per_code"])
-    # Through a JSON file (as inside bundle metadata) and from a JSON string: bit-identical.
-    assert Thresholds.from_json(json.loads(json.dumps(record))) == thresholds
-    assert Thresholds.from_json(json.dumps(record)) == thresholds
-    assert Thresholds.from_json(record).per_code[2] == 0.1 + 0.2
-
-
-def test_thresholds_apply_per_code() -> None:
-    thresholds = Thresholds(0.5, np.array([0.2, 0.9]))
-    decisions = thresholds.apply(np.array([[0.2, 0.8], [0.1, 0.9]]))
-    # >= is inclusive: 0.2 at 0.2 and 0.9 at 0.9 are predicted.
-    assert decisions.tolist() == [[True, False], [False, True]]
-
-
-def test_thresholds_reject_bad_records() -> None:
-    with pytest.raises(ValueError, match="lacks"):
-        Thresholds.from_json({"global_threshold": 0.5, "per_code": [0.5]})
-    with pytest.raises(ValueError, match="finite"):
-        Thresholds(0.5, np.array([np.nan]))
-    with pytest.raises(ValueError, match="1-D"):
-        Thresholds(0.5, np.zeros((2, 2)))

@@ -50,7 +50,10 @@ def read_model(
         max_tokens=metadata.max_tokens,
         top_k_export=metadata.top_k_export,
         global_threshold=float(metadata.thresholds["global_threshold"]),
-        dev_metrics=dict(metadata.dev_metrics),
+        # Undefined metrics (null in bundle.json, e.g. MAP of an empty bucket) are left out.
+        dev_metrics={
+            name: value for name, value in metadata.dev_metrics.items() if value is not None
+        },
         corpus=dict(metadata.corpus),
         training=dict(metadata.training),
         config=dict(metadata.config),

@@ -4,7 +4,7 @@
 #       docker build -t plant-icd-serve .                                     (bundle mounted at run time)
 #       docker build -t plant-icd-serve:codiesp-d-en --build-arg BUNDLE_SOURCE=baked \
 #                    --build-arg BUNDLE_DIR=bundles/codiesp-d-en .            (bundle baked in)
-#   train: the `plant-icd` training command with torch (CPU by default)
+#   train: the `plant-icd` training commands with torch (CPU by default), no web stack
 #       docker build --target train -t plant-icd-train .
 #       docker build --target train --build-arg TRAIN_BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 \
 #                    --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 -t plant-icd-train:cuda .
@@ -17,12 +17,16 @@ ARG TRAIN_BASE=python:3.11-slim-bookworm
 ARG BUNDLE_SOURCE=mount
 
 # ---- the package sources, and nothing else of the build context ------------------------------
-FROM scratch AS source
+# serve-source: what the serving image installs, no training code; source adds training/.
+FROM scratch AS serve-source
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY plant_icd/ plant_icd/
 COPY model/ model/
-COPY training/ training/
 COPY service/ service/
+
+FROM serve-source AS source
+COPY training/ training/
 
 # ---- train: torch and the training stack ------------------------------------------------------
 FROM ${TRAIN_BASE} AS train
@@ -46,10 +50,11 @@ RUN if ! python3 -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/
     && (getent group 10001 || groupadd --gid 10001 plant) \
     && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/plant --shell /bin/sh plant
 COPY --from=source /src /tmp/src
-# torch first, from the chosen index, so the `train` extra's torch==2.13.0 pin is already met;
-# `serve` too, because the `plant-icd` command mounts the service's commands (db, keys, serve).
+# torch first, from the chosen index, so the `train` extra's torch==2.13.0 pin is already met.
+# No `serve` extra: `plant-icd` mounts each command group lazily, so the service's commands are
+# listed here but say which extra they need.
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
-    && pip install "/tmp/src[train,serve]" \
+    && pip install "/tmp/src[train]" \
     && rm -rf /tmp/src
 WORKDIR /work
 RUN chown plant /work
@@ -63,7 +68,7 @@ CMD ["--help"]
 FROM ${PYTHON_IMAGE} AS serve-build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY deploy/docker/build-serve-env.sh /usr/local/bin/build-serve-env
-COPY --from=source /src /tmp/src
+COPY --from=serve-source /src /tmp/src
 RUN sh /usr/local/bin/build-serve-env /opt/venv /tmp/src
 
 # ---- serve-base: runtime without build tools, a non-root user, no secrets ---------------------

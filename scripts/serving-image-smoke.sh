@@ -32,10 +32,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "copy the sources the Dockerfile's source stage copies"
+step "copy the sources the Dockerfile's serve-source stage copies (no training/)"
 rm -rf "$work/src"
 mkdir -p "$work/src"
-cp -R "$repo/pyproject.toml" "$repo/README.md" "$repo/model" "$repo/training" "$repo/service" \
+cp -R "$repo/pyproject.toml" "$repo/README.md" "$repo/plant_icd" "$repo/model" "$repo/service" \
     "$work/src/"
 find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
 
@@ -58,6 +58,17 @@ export PLANT_ICD_DATABASE_URL_FILE=$work/secrets/database_url
 export PLANT_ICD_BUNDLE_DIR=$bundle
 export PLANT_ICD_ENVIRONMENT=production
 export PLANT_ICD_LOG_LEVEL=WARNING
+
+step "the training commands are absent and say which extra they need (plant-icd train)"
+if plant-icd train --out "$work/never" > "$work/train.log" 2>&1; then
+    echo "serving-image-smoke: plant-icd train ran in the serving environment" >&2
+    exit 1
+fi
+grep -q 'install plant-icd\[train\] to use train' "$work/train.log" || {
+    echo "serving-image-smoke: plant-icd train did not name its extra: $(cat "$work/train.log")" >&2
+    exit 1
+}
+echo "plant-icd train: $(cat "$work/train.log")"
 
 step "create an API key (plant-icd keys create)"
 rm -f "$work/secrets/api-keys.json"

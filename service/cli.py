@@ -1,7 +1,7 @@
 """Service commands: `db upgrade|downgrade|current|purge`, `keys create` and `serve`.
 
-`training/cli.py` mounts them under `plant-icd` (`db_app`, `keys_app`, `serve`); this module also
-runs alone as `python -m service.cli`. Settings come from PLANT_ICD_* variables, as the service's.
+`plant_icd/cli.py` mounts them under `plant-icd` (from `app`); this module also runs alone as
+`python -m service.cli`. Settings come from PLANT_ICD_* variables, as the service's.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("model", "training", "service")
+PACKAGES = ("plant_icd", "model", "training", "service")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -54,6 +54,7 @@ BAD_IMPORTS = [
     ("model/leak.py", "import torch", "the model runtime (model outside model.nn)"),
     # Indirectly: the runtime reaching the torch subpackage is torch by another name.
     ("model/leak.py", "from model.nn import network", "the model runtime (model outside model.nn)"),
+    ("training/leak.py", "from service import cli", "training never imports the service"),
 ]
 
 

@@ -1,7 +1,9 @@
-"""The `plant-icd` command: corpus statistics, baseline, PLANT training, evaluation, prediction.
+"""The training side of the `plant-icd` command: corpus statistics, baseline, PLANT training,
+evaluation, prediction. `plant_icd/cli.py` mounts these commands; `python -m training.cli` (as
+torchrun runs it) is this group alone.
 
-Heavy libraries (torch, scikit-learn) are imported inside the commands that need them, so a
-serving install can run the command without them.
+Heavy libraries (torch, scikit-learn) are imported inside the commands that need them, so a base
+install (no torch) can evaluate and predict.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import typer
 
 from model.bundle import BundleError
 from model.tables import FORMAT_HELP, OutputFormat, Table, print_tables, resolve
-from service import cli as service_cli
 from training.console import (
     bucket_table,
     console,
@@ -32,7 +33,7 @@ from training.console import (
 
 app = typer.Typer(
     name="plant-icd",
-    help="PLANT-ICD: train, evaluate and serve ICD coding models.",
+    help="PLANT-ICD: train, evaluate and predict with ICD coding models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -40,10 +41,6 @@ data_app = typer.Typer(help="Inspect corpora.", no_args_is_help=True)
 baseline_app = typer.Typer(help="The TF-IDF + logistic regression baseline.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(baseline_app, name="baseline")
-# The service's commands (database, keys, serve) live with the service; they need no torch.
-app.add_typer(service_cli.db_app, name="db")
-app.add_typer(service_cli.keys_app, name="keys")
-app.command("serve")(service_cli.serve)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -522,14 +519,10 @@ def plain_help_when_piped() -> None:
     help, which wraps but never pads."""
     if sys.stdout.isatty():
         return
-    for command_group in (app, data_app, baseline_app, service_cli.db_app, service_cli.keys_app):
+    for command_group in (app, data_app, baseline_app):
         command_group.rich_markup_mode = None
 
 
-def main() -> None:  # pragma: no cover - console entry point
+if __name__ == "__main__":  # pragma: no cover - `python -m training.cli`, e.g. under torchrun
     plain_help_when_piped()
     app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

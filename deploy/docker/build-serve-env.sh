@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds the serving environment: a virtual environment holding the project with its `serve`
-# extra only, and checks that the training stack (torch and friends) is absent.
+# extra only, from sources without training/, and checks that the training stack (torch and
+# friends, and the training package itself) is absent.
 # The Dockerfile's serve stage and scripts/serving-image-smoke.sh both run this one script, so
 # the smoke test exercises the image's real install steps.
 # Usage: build-serve-env.sh VENV_DIR [SOURCE_DIR]   (PYTHON picks the interpreter; default python3)
@@ -21,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-training_stack = ("torch", "onnx", "transformers", "sklearn")
+training_stack = ("training", "torch", "onnx", "transformers", "sklearn")
 present = [name for name in training_stack if importlib.util.find_spec(name) is not None]
 if present:
     sys.exit(f"the serving environment must not contain the training stack, found: {present}")
@@ -30,7 +31,7 @@ if present:
 # static page) reaches it only when pyproject.toml lists it as package data.
 source = Path(os.environ["SOURCE_DIR"])
 missing = []
-for package in ("model", "training", "service"):
+for package in ("plant_icd", "model", "service"):
     spec = importlib.util.find_spec(package)
     installed = Path(next(iter(spec.submodule_search_locations)))
     for path in sorted((source / package).rglob("*")):

@@ -126,19 +126,27 @@ def test_serving_environment_is_built_by_the_smoke_tested_script(
     assert '"torch"' in install  # the install fails if torch is importable
 
 
-def test_smoke_script_copies_what_the_source_stage_copies(
+def _copied(stage: Stage) -> set[str]:
+    return {
+        source.rstrip("/") for args in stage.args_of("COPY") for source in shlex.split(args)[:-1]
+    }
+
+
+def test_smoke_script_copies_what_the_serve_source_stage_copies(
     dockerfile: tuple[dict[str, str], dict[str, Stage], list[str]],
 ):
     _, stages, _ = dockerfile
-    copied = {
-        source.rstrip("/")
-        for args in stages["source"].args_of("COPY")
-        for source in shlex.split(args)[:-1]
-    }
+    copied = _copied(stages["serve-source"])
     smoke = (SCRIPTS / "serving-image-smoke.sh").read_text(encoding="utf-8")
     smoke_copied = set(re.findall(r'"\$repo/([A-Za-z_.]+)"', smoke.split("find ")[0]))
-    assert copied == {"pyproject.toml", "README.md", "model", "training", "service"}
+    # The serving image ships no training code; the training image adds it.
+    assert copied == {"pyproject.toml", "README.md", "plant_icd", "model", "service"}
     assert smoke_copied == copied
+    assert stages["source"].base == "serve-source"
+    assert _copied(stages["source"]) == {"training"}
+    assert "COPY --from=serve-source /src /tmp/src" in "\n".join(
+        f"COPY {args}" for args in stages["serve-build"].args_of("COPY")
+    )
 
 
 def test_no_secret_is_built_into_an_image():

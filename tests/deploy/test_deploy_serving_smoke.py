@@ -37,7 +37,9 @@ def test_serving_environment_builds_and_serves(tiny_bundle: Path, tmp_path: Path
     assert "serving environment ok" in output and "no torch" in output
     assert re.search(r"ready: 200 .*\"ready\":true", output), output[-3000:]
     assert "401 without a key; metrics exported" in output
-    # The environment really lacks torch, and the service came from it, not from the checkout.
+    # The environment really lacks torch and the training code, and the service came from it,
+    # not from the checkout; its `plant-icd train` named the extra instead of running.
+    assert "install plant-icd[train] to use train" in output
     venv_python = tmp_path / "venv" / "bin" / "python"
     probe = run(
         [
@@ -45,7 +47,8 @@ def test_serving_environment_builds_and_serves(tiny_bundle: Path, tmp_path: Path
             "-I",
             "-c",
             "import importlib.util as u, service; "
-            "print(u.find_spec('torch') is None, service.__file__)",
+            "print(u.find_spec('torch') is None and u.find_spec('training') is None, "
+            "service.__file__)",
         ],
         cwd=tmp_path,
     )

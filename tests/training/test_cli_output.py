@@ -29,7 +29,7 @@ def piped(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`plant-icd ARGS` with stdout a pipe, as in `plant-icd ... | cat`."""
     environment = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "80"}
     result = subprocess.run(
-        [sys.executable, "-m", "training.cli", *args],
+        [sys.executable, "-m", "plant_icd.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from model.bundle import load_bundle
 from model.metadata import GRAPH_OUTPUTS
+from model.nn.checkpoint import load_checkpoint
 from model.nn.network import PlantClassifier, PlantConfig
 from model.runtime import OnnxPredictor
 from model.tokenizer import NoteTokenizer
@@ -185,7 +186,8 @@ def load_torch_model(
             "depend on weight values)"
         )
     else:
-        state = torch.load(state_path, weights_only=True, map_location="cpu")
+        # A stage-cache checkpoint (config and state) or a bare state dict.
+        _, state = load_checkpoint(state_path, "cpu")
         model.load_state_dict(state)
         weights = f"trained state dict {state_path}"
     return model.eval(), weights

@@ -62,9 +62,7 @@ def build_demo_shaped_bundle(directory: Path, corpus_path: str, max_tokens: int)
     tokenizer = NoteTokenizer.train((d.text for d in documents), vocab_size=8000)
     tokenizer_path = tokenizer.save(directory / "build_tokenizer.json")
     torch.manual_seed(0)
-    config = build_config(
-        "demo", vocab_size=tokenizer.vocab_size, n_codes=len(codes), top_k_export=50
-    )
+    config = build_config(vocab_size=tokenizer.vocab_size, n_codes=len(codes), top_k_export=50)
     model = PlantClassifier(config).eval()
     graph = export_onnx(model, directory / "build_model.onnx", top_k=50)
     metadata = {

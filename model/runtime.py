@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from model.batching import length_batches
 from model.bundle import Bundle, BundleError, BundleMetadata, load_bundle
 from model.fusion import FusedScorer, NoteSignals
 from model.highlights import (
@@ -209,26 +210,8 @@ class OnnxPredictor:
         return notes
 
     def _batches(self, lengths: Sequence[int]) -> list[np.ndarray]:
-        """Note indices per graph call: notes of similar length, at most `batch_size` of them,
-        and at most `max_batch_tokens` padded tokens (B x T) unless one note alone is longer.
-
-        The graph's activations grow with B x T x codes, so the token budget, not the note
-        count, is what bounds the memory of one call. Sorting by length cuts padding; the graph
-        masks padding, so results do not depend on how notes are grouped.
-        """
-        budget = self._max_batch_tokens
-        batches: list[np.ndarray] = []
-        current: list[int] = []
-        for index in np.argsort(lengths, kind="stable").tolist():
-            width = max(int(lengths[index]), 1)  # ascending: the longest of the group so far
-            full = len(current) >= self._batch_size
-            if current and (full or (budget is not None and (len(current) + 1) * width > budget)):
-                batches.append(np.asarray(current, dtype=np.int64))
-                current = []
-            current.append(index)
-        if current:
-            batches.append(np.asarray(current, dtype=np.int64))
-        return batches
+        """Note indices per graph call (`model.batching.length_batches`, as training groups)."""
+        return length_batches(lengths, self._batch_size, self._max_batch_tokens)
 
     def _run(
         self, notes: Sequence[TokenizedNote], with_attention: bool

@@ -23,6 +23,8 @@ from tokenizers import (
     trainers,
 )
 
+from model.batching import pad_notes
+
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
 EOS_TOKEN = "<eos>"  # document separator for language-model pretraining
@@ -241,10 +243,4 @@ class NoteTokenizer:
 
         T is at least 1, so a batch of empty notes still has a valid (all-masked) shape.
         """
-        width = max([len(note) for note in notes] + [1])
-        input_ids = np.full((len(notes), width), self.pad_id, dtype=np.int64)  # (B, T)
-        attention_mask = np.zeros((len(notes), width), dtype=np.int64)  # (B, T)
-        for row, note in enumerate(notes):
-            input_ids[row, : len(note)] = note.ids
-            attention_mask[row, : len(note)] = 1
-        return input_ids, attention_mask
+        return pad_notes([note.ids for note in notes], self.pad_id)

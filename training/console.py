@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.text import Text
 
 from model.tables import Table
+from training.progress import Notify, ProgressEvent
 
 console = Console(stderr=True)
 stdout = Console()
@@ -78,12 +79,9 @@ def bucket_table(
 
 # -- training progress -----------------------------------------------------------------------------
 
-# notify(stage, done, total, status); a status holding "epoch" marks the end of an epoch.
-Notify = Callable[[str, int, int, dict[str, float]], None]
 
-
-def _status_text(status: dict[str, float]) -> str:
-    return "  ".join(f"{key} {value:.4f}" for key, value in status.items() if key != "epoch")
+def _status_text(status: Mapping[str, float]) -> str:
+    return "  ".join(f"{key} {value:.4f}" for key, value in status.items())
 
 
 class LineProgress:
@@ -96,21 +94,21 @@ class LineProgress:
         self.stage: str | None = None
         self.started = 0.0
         self.steps = 0
-        self.status: dict[str, float] = {}
+        self.status: Mapping[str, float] = {}
 
-    def __call__(self, stage: str, done: int, total: int, status: dict[str, float]) -> None:
-        if stage != self.stage:
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.stage != self.stage:
             self.close()
-            self.stage, self.started = stage, time.monotonic()
-            self.write(f"{stage}: started ({total} steps planned)")
-        self.steps = done
+            self.stage, self.started = event.stage, time.monotonic()
+            self.write(f"{event.stage}: started ({event.total} steps planned)")
+        self.steps = event.done
         elapsed = time.monotonic() - self.started
-        if "epoch" in status:
+        if event.ends_epoch:
             self.write(
-                f"{stage}: epoch {int(status['epoch'])} {_status_text(status)} ({elapsed:.0f} s)"
+                f"{event.stage}: epoch {event.epoch} {_status_text(event.values)} ({elapsed:.0f} s)"
             )
         else:
-            self.status = status
+            self.status = event.values
 
     def close(self) -> None:
         """End the current stage's line, if a stage is running."""
@@ -139,15 +137,20 @@ def training_progress() -> Iterator[Notify]:
     with progress_bar() as progress:
         tasks: dict[str, Any] = {}
 
-        def notify(stage: str, done: int, total: int, status: dict[str, float]) -> None:
-            if stage not in tasks:
-                tasks[stage] = progress.add_task(stage, total=total, status="")
-            if "epoch" in status:
+        def notify(event: ProgressEvent) -> None:
+            if event.stage not in tasks:
+                tasks[event.stage] = progress.add_task(event.stage, total=event.total, status="")
+            if event.ends_epoch:
                 progress.console.print(
-                    f"{stage} epoch {int(status['epoch'])}: {_status_text(status)}",
+                    f"{event.stage} epoch {event.epoch}: {_status_text(event.values)}",
                     markup=False,
                 )
                 return
-            progress.update(tasks[stage], completed=done, total=total, status=_status_text(status))
+            progress.update(
+                tasks[event.stage],
+                completed=event.done,
+                total=event.total,
+                status=_status_text(event.values),
+            )
 
         yield notify

@@ -3,24 +3,28 @@
 Stages (ULMFiT-style): the decoder and the planted L2R factors first with the encoder frozen,
 then the top encoder layer as well, then everything. Lower layers get geometrically smaller
 learning rates (discriminative fine-tuning). After each epoch the dev split is scored; the best
-state by dev MAP is kept, and a stage stops early after `patience` epochs without improvement.
+state by dev MAP is kept, and a stage stops early after `patience` epochs without improvement
+(`training.trainer`).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.batching import length_batches as shared_length_batches
+from model.batching import pad_notes
 from model.nn.network import PlantClassifier
 from training.distributed import SINGLE, DistContext, shard, wrap
 from training.metrics import map_from_scores
+from training.progress import Notify, ProgressEvent, silent
+from training.trainer import train_with_early_stopping
 
 
 @dataclass
@@ -33,20 +37,13 @@ class StageConfig:
 
 @dataclass
 class FinetuneConfig:
-    stages: list[StageConfig] = field(
-        default_factory=lambda: [
-            StageConfig("decoder", "decoder", epochs=8, lr=3e-3),
-            StageConfig("top", "top", epochs=4, lr=1e-3),
-            StageConfig("all", "all", epochs=4, lr=5e-4),
-        ]
-    )
+    stages: list[StageConfig]  # in order; each starts from where the previous one ended
     batch_size: int = 8
-    max_tokens: int = 2048
+    max_tokens: int = 2048  # tokens read per note; the bundle's runtime reads as many
     layer_lr_decay: float = 2.6  # lr of encoder layer i below the top: lr / decay**i
     weight_decay: float = 0.01
     patience: int = 2
     clip: float = 1.0
-    seed: int = 13
 
 
 @dataclass
@@ -59,15 +56,12 @@ class StageReport:
     history: list[dict[str, float]]
 
 
-ProgressFn = Callable[[str, int, int, dict[str, float]], None]
-
-
 def length_batches(
     notes: Sequence[np.ndarray], batch_size: int, rng: np.random.Generator | None
 ) -> list[np.ndarray]:
-    """Batches of note indices of similar length (less padding); order shuffled if `rng`."""
-    order = np.argsort([len(note) for note in notes], kind="stable")
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    """Batches of note indices of similar length (`model.batching.length_batches`, as the runtime
+    groups them); the batch order shuffled if `rng`."""
+    batches = shared_length_batches([len(note) for note in notes], batch_size)
     if rng is not None:
         rng.shuffle(batches)
     return batches
@@ -80,14 +74,9 @@ def collate(
     pad_id: int,
     device: torch.device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded (input_ids, attention_mask), both int64 (B, T)."""
-    picked = [np.asarray(notes[i][:max_tokens], dtype=np.int64) for i in indices]
-    length = max(1, max(len(note) for note in picked))
-    input_ids = np.full((len(picked), length), pad_id, dtype=np.int64)
-    attention_mask = np.zeros((len(picked), length), dtype=np.int64)
-    for row, note in enumerate(picked):
-        input_ids[row, : len(note)] = note
-        attention_mask[row, : len(note)] = 1
+    """Right-padded (input_ids, attention_mask), both int64 (B, T), each note cut to max_tokens
+    (`model.batching.pad_notes`, as the runtime pads)."""
+    input_ids, attention_mask = pad_notes([notes[i][:max_tokens] for i in indices], pad_id)
     return torch.from_numpy(input_ids).to(device), torch.from_numpy(attention_mask).to(device)
 
 
@@ -177,13 +166,16 @@ def run_stage(
     train: tuple[Sequence[np.ndarray], np.ndarray],
     dev: tuple[Sequence[np.ndarray], np.ndarray],
     config: FinetuneConfig,
-    progress: ProgressFn | None = None,
+    progress: Notify | None = None,
     ctx: DistContext = SINGLE,
+    *,
+    seed: int = 13,
 ) -> StageReport:
-    """Train one stage in place and leave the model at its best dev epoch."""
+    """Train one stage in place (`training.trainer`: early stop, save-best) and leave the model
+    at its best dev epoch."""
     started = time.perf_counter()
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     _set_trainable(model, stage.unfreeze)
     optimizer = torch.optim.AdamW(
         _param_groups(model, stage.lr, config.layer_lr_decay), weight_decay=config.weight_decay
@@ -192,24 +184,22 @@ def run_stage(
     dev_notes, dev_labels = dev
     n_batches = len(shard(length_batches(train_notes, config.batch_size, rng=None), ctx))
     total = stage.epochs * n_batches
-    best_map, best_epoch, best_state = -math.inf, 0, copy.deepcopy(model.state_dict())
-    history: list[dict[str, float]] = []
+    notify = progress or silent
     step = 0
     status: dict[str, float] = {}
-    epochs_run = 0
 
     def on_batch(loss: float) -> None:
         nonlocal step
         step += 1
-        if progress is not None:
-            progress(stage.name, step, total, {**status, "loss": loss})
+        notify(ProgressEvent(stage.name, step, total, {**status, "loss": loss}))
 
-    for epoch in range(1, stage.epochs + 1):
-        epochs_run = epoch
-        train_loss = _epoch(model, train_notes, train_labels, optimizer, config, rng, on_batch, ctx)
+    def train_epoch(epoch: int) -> float:
+        return _epoch(model, train_notes, train_labels, optimizer, config, rng, on_batch, ctx)
+
+    def dev_map() -> float:
         # Every rank scores the whole dev split: the parameters are identical after the
         # all-reduce, so all ranks take the same early-stopping decision without talking.
-        dev_scores = predict_scores(
+        scores = predict_scores(
             model,
             dev_notes,
             config.batch_size * 2,
@@ -217,18 +207,22 @@ def run_stage(
             model.config.pad_id,
             ctx.device,
         )
-        dev_map = map_from_scores(dev_labels, dev_scores)
-        history.append({"epoch": epoch, "train_loss": train_loss, "dev_map": dev_map})
-        status = {"dev_map": dev_map}
-        if progress is not None:
-            # An "epoch" entry marks the end of an epoch, so logs get one line per epoch.
-            progress(stage.name, step, total, {"epoch": epoch, **history[-1]})
-        if dev_map > best_map:
-            best_map, best_epoch = dev_map, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= config.patience:
-            break
-    model.load_state_dict(best_state)
+        return map_from_scores(dev_labels, scores)
+
+    def end_epoch(row: dict[str, float]) -> None:
+        status.clear()
+        status["dev_map"] = row["dev_map"]
+        values = {key: value for key, value in row.items() if key != "epoch"}
+        notify(ProgressEvent(stage.name, step, total, values, epoch=int(row["epoch"])))
+
+    report = train_with_early_stopping(
+        model, stage.epochs, config.patience, train_epoch, dev_map, end_epoch, score_name="dev_map"
+    )
     return StageReport(
-        stage.name, epochs_run, best_epoch, float(best_map), time.perf_counter() - started, history
+        stage.name,
+        report.epochs_run,
+        report.best_epoch,
+        report.best_score,
+        time.perf_counter() - started,
+        report.history,
     )

@@ -47,7 +47,6 @@ class FusionSettings:
     rounds: int = 300
     learning_rate: float = 0.05
     min_rows_in_leaf: int = 20
-    seed: int = 13
     lightgbm: dict[str, Any] = field(default_factory=dict)
 
 
@@ -129,9 +128,12 @@ def out_of_fold_rows(
     catalogue: Phrases | None,
     network_logits: NetworkLogits | None = None,
     context: ContextRules | None = None,
+    *,
+    seed: int = 13,
 ) -> FusionRows:
-    """Rows for every training note, each from branches built without that note's fold."""
-    assignment = fold_of(len(documents), settings.folds, settings.seed)
+    """Rows for every training note, each from branches built without that note's fold (folds
+    drawn with `seed`)."""
+    assignment = fold_of(len(documents), settings.folds, seed)
     parts: list[FusionRows] = []
     positions: list[np.ndarray] = []
     for fold in range(settings.folds):
@@ -154,7 +156,7 @@ def out_of_fold_rows(
     )
 
 
-def fit_combiner(rows: FusionRows, settings: FusionSettings) -> Any:
+def fit_combiner(rows: FusionRows, settings: FusionSettings, *, seed: int = 13) -> Any:
     """A LightGBM booster (binary log loss) on the out-of-fold rows; deterministic."""
     import lightgbm
 
@@ -166,7 +168,7 @@ def fit_combiner(rows: FusionRows, settings: FusionSettings) -> Any:
         "feature_fraction": 0.9,
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
-        "seed": settings.seed,
+        "seed": seed,
         "deterministic": True,
         "force_row_wise": True,
         "num_threads": 2,
@@ -326,6 +328,8 @@ def fit_fusion(
     settings: FusionSettings,
     out_dir: Path,
     network_codes: Sequence[str],
+    *,
+    seed: int,
 ) -> FittedFusion:
     """Fit the combiner out of fold, then write the branches built on every training note
     (`train_docs` as `fusion_documents` returns them: with spans in the notes' language)."""
@@ -334,8 +338,8 @@ def fit_fusion(
     catalogue = corpus_catalogue(spec) if settings.catalogue else None
     language = spec.lang if spec.lang in LANGUAGES else None
     context = ContextRules.for_language(language) if language else None
-    rows = out_of_fold_rows(documents, settings, catalogue, context=context)
-    booster = fit_combiner(rows, settings)
+    rows = out_of_fold_rows(documents, settings, catalogue, context=context, seed=seed)
+    booster = fit_combiner(rows, settings, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
         COMBINER_FILE: out_dir / COMBINER_FILE,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,9 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.mutual_info import top_tokens_per_code
-
-# progress(step, total_steps, loss), called after every optimiser step.
-L2RProgress = Callable[[int, int, float], None]
+from training.progress import Notify, ProgressEvent
 
 
 class L2RModel(nn.Module):
@@ -233,7 +230,6 @@ class L2RConfig:
     k: int = 15
     sigma: float = 1.0
     init_std: float = 0.1
-    seed: int = 0
 
 
 @dataclass
@@ -375,14 +371,14 @@ def _evaluate(
 
 
 def train_l2r(
-    mi: np.ndarray, cfg: L2RConfig, progress: L2RProgress | None = None
+    mi: np.ndarray, cfg: L2RConfig, progress: Notify | None = None, *, seed: int = 0
 ) -> tuple[L2RModel, L2RReport]:
     """Train the L2R model to rank tokens per code by their MI grades (LambdaRank, Adam).
 
     mi: (V, C) normalised MI from the training split. Each code's held-out tokens (a share of its
     graded tokens plus some ungraded ones) never enter its training lists; the report gives NDCG@k
     of ranking them by model score, next to a random scorer on the same lists. Same mi and cfg
-    give identical factors.
+    give identical factors; `seed` fixes the initial factors and the lists drawn.
     """
     started = time.perf_counter()
     mi = np.asarray(mi, dtype=np.float32)
@@ -391,8 +387,8 @@ def train_l2r(
     if cfg.list_size < 2 or cfg.codes_per_batch < 1 or cfg.n_grades < 1:
         raise ValueError("list_size must be >= 2, codes_per_batch and n_grades >= 1")
     n_tokens, n_codes = mi.shape
-    rng = np.random.default_rng(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
     model = L2RModel(n_tokens, n_codes, cfg.dim, init_std=cfg.init_std, generator=generator)
     sampler = ListSampler(mi, cfg, rng)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -430,7 +426,7 @@ def train_l2r(
             step += 1
             epoch_losses.append(loss.item())
             if progress is not None:
-                progress(step, total, epoch_losses[-1])
+                progress(ProgressEvent("l2r", step, total, {"loss": epoch_losses[-1]}))
         if epoch_losses:
             loss_history.append(float(np.mean(epoch_losses)))
     model.eval()

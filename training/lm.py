@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from model.nn.network import AWDLSTMLanguageModel, detach_hidden
 from training.distributed import SINGLE, DistContext, wrap
+from training.progress import Notify, ProgressEvent
 
 
 @dataclass
@@ -30,7 +31,6 @@ class LMConfig:
     clip: float = 0.25
     max_train_tokens: int | None = None  # a budget for the demo preset; None reads everything
     valid_fraction: float = 0.03
-    seed: int = 13
 
 
 @dataclass
@@ -88,8 +88,10 @@ def pretrain_language_model(
     notes: Sequence[np.ndarray],
     eos_id: int,
     config: LMConfig,
-    progress: Callable[[int, int, float], None] | None = None,
+    progress: Notify | None = None,
     ctx: DistContext = SINGLE,
+    *,
+    seed: int = 13,
 ) -> LMReport:
     """Train `model` in place; a random `valid_fraction` of the notes is held out for perplexity.
 
@@ -97,8 +99,8 @@ def pretrain_language_model(
     ...), so together the ranks read the stream once per epoch.
     """
     started = time.perf_counter()
-    torch.manual_seed(config.seed)
-    order = np.random.default_rng(config.seed).permutation(len(notes))
+    torch.manual_seed(seed)
+    order = np.random.default_rng(seed).permutation(len(notes))
     n_valid = max(1, int(len(notes) * config.valid_fraction))
     valid_notes = [notes[i] for i in order[:n_valid]]
     train_notes = [notes[i] for i in order[n_valid:]]
@@ -140,7 +142,7 @@ def pretrain_language_model(
             step += 1
             running = loss.item() if math.isnan(running) else 0.95 * running + 0.05 * loss.item()
             if progress is not None:
-                progress(step, total_steps, running)
+                progress(ProgressEvent("lm", step, total_steps, {"loss": running}))
     valid_loss = evaluate_lm(model, valid_batches, config.bptt)
     return LMReport(
         train_tokens=int(train_batches.numel()) * ctx.world_size,

@@ -132,49 +132,11 @@ class PlantConfig:
         return cls(encoder=EncoderConfig(**encoder_values), **rest)
 
 
-# Flat presets: keys are EncoderConfig or PlantConfig field names.
-# demo: sized for 2 CPU cores (LM pretraining ~5.5k tokens/s with a 8k vocabulary, so ~1M tokens
-# in 3 minutes). paper: the AWD-LSTM of ULMFiT/PLANT (fastai default dropouts and bptt 72).
-PRESETS: dict[str, dict[str, Any]] = {
-    "demo": {
-        "emb_dim": 128,
-        "hidden_dim": 256,
-        "n_layers": 2,
-        "embedding_dropout": 0.05,
-        "input_dropout": 0.25,
-        "hidden_dropout": 0.15,
-        "weight_dropout": 0.2,
-        "output_dropout": 0.1,
-        "chunk_len": 128,
-        "l2r_dim": 64,
-        "laat_dim": 128,
-        "inattention_k": 32,
-        "window": 256,
-    },
-    "paper": {
-        "emb_dim": 400,
-        "hidden_dim": 1152,
-        "n_layers": 3,
-        "embedding_dropout": 0.02,
-        "input_dropout": 0.25,
-        "hidden_dropout": 0.15,
-        "weight_dropout": 0.2,
-        "output_dropout": 0.1,
-        "chunk_len": 72,
-        "l2r_dim": 400,
-        "laat_dim": 512,
-        "inattention_k": 64,
-        "window": 512,
-    },
-}
-
-
-def build_config(preset: str, vocab_size: int, n_codes: int, **overrides: Any) -> PlantConfig:
-    """A PlantConfig from a preset; overrides name EncoderConfig or PlantConfig fields
-    (`pad_id` sets both)."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    values = {**PRESETS[preset], **overrides, "vocab_size": vocab_size, "n_codes": n_codes}
+def build_config(vocab_size: int, n_codes: int, **fields_: Any) -> PlantConfig:
+    """A PlantConfig from flat fields: each names an EncoderConfig or PlantConfig field (`pad_id`
+    sets both); the rest keep their defaults. Training presets (training/presets.py) are such
+    field sets."""
+    values = {**fields_, "vocab_size": vocab_size, "n_codes": n_codes}
     encoder_names = {f.name for f in fields(EncoderConfig)}
     plant_names = {f.name for f in fields(PlantConfig)} - {"encoder"}
     unknown = sorted(set(values) - encoder_names - plant_names)
@@ -590,7 +552,6 @@ class AWDLSTMLanguageModel(nn.Module):
 __all__ = [
     "BRANCHES",
     "ENCODER_KINDS",
-    "PRESETS",
     "AWDLSTMEncoder",
     "AWDLSTMLanguageModel",
     "EncoderConfig",

@@ -68,6 +68,7 @@ def plant_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) ->
     PlantClassifier exported as its graph."""
     import torch
 
+    from model.nn.checkpoint import save_checkpoint
     from model.nn.export import export_onnx
     from model.nn.network import PlantClassifier, build_config
 
@@ -76,7 +77,6 @@ def plant_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) ->
     metadata = factory.metadata.to_dict()
     torch.manual_seed(0)
     config = build_config(
-        "demo",
         vocab_size=metadata["config"]["encoder"]["vocab_size"],
         n_codes=len(metadata["codes"]),
         emb_dim=8,
@@ -91,7 +91,7 @@ def plant_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) ->
     )
     model = PlantClassifier(config).eval()
     state_path = work / "classifier-all-test.pt"
-    torch.save(model.state_dict(), state_path)
+    save_checkpoint(state_path, config.to_dict(), model.state_dict())
     graph = export_onnx(model, work / "model.onnx", top_k=metadata["top_k_export"])
     metadata["config"] = json.loads(json.dumps(config.to_dict()))
     bundle_dir = work / "bundle"

@@ -18,6 +18,7 @@ from model.tables import Table, format_value, print_tables, to_markdown
 from tests.model.bundle_factory import build_tiny_bundle
 from training.cli import app, mark_evidence
 from training.console import LineProgress
+from training.progress import ProgressEvent
 
 REPO = Path(__file__).resolve().parents[2]
 NOTE = (
@@ -209,10 +210,10 @@ def test_progress_in_a_log_is_one_line_per_stage_and_epoch() -> None:
     lines: list[str] = []
     notify = LineProgress(lines.append)
     for step in range(1, 101):
-        notify("lm", step, 100, {"loss": 2.0})
+        notify(ProgressEvent("lm", step, 100, {"loss": 2.0}))
     for step in range(1, 5):  # 4 of 8 planned steps: early stopping after epoch 1
-        notify("attention", step, 8, {"loss": 1.5})
-    notify("attention", 4, 8, {"epoch": 1, "train_loss": 1.5, "dev_map": 0.25})
+        notify(ProgressEvent("attention", step, 8, {"loss": 1.5}))
+    notify(ProgressEvent("attention", 4, 8, {"train_loss": 1.5, "dev_map": 0.25}, epoch=1))
     notify.close()
     notify.close()  # closing twice writes nothing more
     assert len(lines) == 5, lines

@@ -17,7 +17,8 @@ from model.bundle import load_bundle
 from model.runtime import OnnxPredictor
 from training.cli import app
 from training.datasets import CorpusSpec
-from training.plant import StageCache, TrainOptions, run_training
+from training.plant import TrainOptions, run_training
+from training.stage_cache import StageCache
 
 runner = CliRunner()
 

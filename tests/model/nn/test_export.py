@@ -34,7 +34,7 @@ def tiny_classifier(**overrides: object) -> PlantClassifier:
         "laat_dim": 8,
     }
     values.update(overrides)
-    model = PlantClassifier(build_config("demo", vocab_size=VOCAB, n_codes=CODES, **values))
+    model = PlantClassifier(build_config(vocab_size=VOCAB, n_codes=CODES, **values))
     branches = model.config.branches
     if "planted" in branches:
         factors = (torch.randn(VOCAB, 4), torch.randn(VOCAB), torch.randn(CODES, 4))

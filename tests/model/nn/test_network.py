@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from model.nn.network import (
-    PRESETS,
     AWDLSTMEncoder,
     AWDLSTMLanguageModel,
+    EncoderConfig,
     LabelAttentionDecoder,
     PlantClassifier,
     PlantConfig,
@@ -37,7 +37,7 @@ def tiny_config(**overrides: object) -> PlantConfig:
         "laat_dim": 8,
     }
     values.update(overrides)
-    return build_config("demo", vocab_size=VOCAB, n_codes=CODES, **values)
+    return build_config(vocab_size=VOCAB, n_codes=CODES, **values)
 
 
 def tiny_classifier(**overrides: object) -> PlantClassifier:
@@ -135,7 +135,6 @@ def test_embedding_dropout_drops_whole_words() -> None:
 def static_decoder(window: int, k: int, mi: Tensor) -> LabelAttentionDecoder:
     """Static-branch-only decoder on d=2 states with a given (V, C) MI table."""
     cfg = build_config(
-        "demo",
         vocab_size=mi.shape[0],
         n_codes=mi.shape[1],
         branches=("static",),
@@ -380,20 +379,13 @@ def test_config_round_trips_through_json() -> None:
         PlantConfig.from_dict({**cfg.to_dict(), "colour": "red"})
 
 
-def test_presets_and_overrides() -> None:
-    paper = build_config("paper", vocab_size=100, n_codes=7)
-    assert (paper.encoder.emb_dim, paper.encoder.hidden_dim, paper.encoder.n_layers) == (
-        400,
-        1152,
-        3,
-    )
-    assert set(PRESETS) == {"demo", "paper"}
-    demo = build_config("demo", vocab_size=100, n_codes=7, window=64, pad_id=2, hidden_dim=32)
-    assert demo.window == 64 and demo.encoder.hidden_dim == 32
-    assert demo.pad_id == demo.encoder.pad_id == 2
+def test_flat_fields_build_a_config() -> None:
+    default = build_config(vocab_size=100, n_codes=7)
+    assert default == PlantConfig(encoder=EncoderConfig(vocab_size=100), n_codes=7)
+    shaped = build_config(vocab_size=100, n_codes=7, window=64, pad_id=2, hidden_dim=32)
+    assert shaped.window == 64 and shaped.encoder.hidden_dim == 32
+    assert shaped.pad_id == shaped.encoder.pad_id == 2
     with pytest.raises(ValueError, match="unknown config fields"):
-        build_config("demo", vocab_size=100, n_codes=7, heads=4)
-    with pytest.raises(ValueError, match="preset"):
-        build_config("huge", vocab_size=100, n_codes=7)
+        build_config(vocab_size=100, n_codes=7, heads=4)
     with pytest.raises(ValueError, match="branches"):
-        build_config("demo", vocab_size=100, n_codes=7, branches=("laat", "magic"))
+        build_config(vocab_size=100, n_codes=7, branches=("laat", "magic"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any, cast
@@ -171,7 +172,23 @@ def build_cli() -> LazyGroup:
     )
 
 
+def warn_unknown_variables() -> None:
+    """Name each PLANT_ICD_* variable that is set but read by nothing, and the closest known one.
+
+    The known names are the service's settings (service/core/config.py), so an install without
+    the `serve` extra cannot tell and says nothing."""
+    if not any(name.startswith("PLANT_ICD_") for name in os.environ):
+        return  # nothing to check: the service's settings stay unimported
+    if not all(_importable(name) for name in _SERVICE):
+        return
+    from service.core.config import unknown_variables
+
+    for warning in unknown_variables(os.environ):
+        typer.echo(f"warning: {warning}", err=True)
+
+
 def main() -> None:  # pragma: no cover - console entry point
+    warn_unknown_variables()
     build_cli()()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -42,7 +43,7 @@ from service.api.routes import (
     predictions,
     review,
 )
-from service.core.config import Settings
+from service.core.config import Settings, unknown_variables
 from service.core.logging import configure_logging, get_logger
 from service.core.metrics import Metrics
 from service.core.security import KeyRing
@@ -184,6 +185,8 @@ def create_app(
     """
     settings = settings if settings is not None else Settings()
     configure_logging(settings.log_level)
+    for warning in unknown_variables(os.environ):
+        log.warning(warning)
     app_metrics = Metrics()
     app = FastAPI(
         title="PLANT-ICD coding service",

@@ -67,11 +67,6 @@ class CorpusSpec:
         """bundle.json's `code_system`: the systems joined by '+'."""
         return format_code_systems(self.code_systems)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> CorpusSpec:
-        fields = {key: values[key] for key in cls.__dataclass_fields__ if key in values}
-        return cls(**fields)
-
 
 def system_of(code: str, systems: Sequence[CodeSystem]) -> CodeSystem:
     """The system a normalised code belongs to, when a corpus mixes diagnoses and procedures.

@@ -257,17 +257,6 @@ def _parse_position(position: str, where: str) -> Span:
     return start, end
 
 
-def label_for_system(code_system: str) -> str:
-    """The X label letter of a bundle's code system: "D" for ICD-10-CM, "P" for ICD-10-PCS."""
-    for letter, system in LABEL_SYSTEMS.items():
-        if code_system == system:
-            return letter
-    raise ValueError(
-        f"CodiEsp-X evidence is scored for ICD-10-CM (D) or ICD-10-PCS (P) models, not "
-        f"{code_system!r}"
-    )
-
-
 def label_of_code(code: str) -> str:
     """ "D" or "P" for a normalised CodiEsp code: ICD-10-CM codes longer than three characters
     carry a dot (`R50.9`), ICD-10-PCS codes never do and have at least four (`BT41ZZZ`, `BT02`)."""

@@ -593,40 +593,6 @@ class MetricReport:
             for bucket, metrics in self.buckets.items()
         ]
 
-    def bucket_table(self) -> str:
-        """The bucket table as fixed-width text (plain str: printable by any console).
-
-        Undefined values (`nan`) show as "-".
-        """
-        header = ["bucket", "codes", "in gold", "gold", "micro P", "micro R", "micro F1"]
-        header += ["macro F1", "R@15", "MAP"]
-        lines: list[list[str]] = [header]
-        for bucket, metrics in self.buckets.items():
-            counts = [metrics.n_codes, metrics.n_codes_in_gold, metrics.n_gold]
-            scores = [
-                metrics.micro_precision,
-                metrics.micro_recall,
-                metrics.micro_f1,
-                metrics.macro_f1_mean,
-                metrics.recall_at_15,
-                metrics.map,
-            ]
-            lines.append(
-                [
-                    bucket,
-                    *(str(count) for count in counts),
-                    *("-" if math.isnan(score) else f"{score:.4f}" for score in scores),
-                ]
-            )
-        widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-        return "\n".join(
-            "  ".join(
-                cell.ljust(width) if column == 0 else cell.rjust(width)
-                for column, (cell, width) in enumerate(zip(line, widths, strict=True))
-            )
-            for line in lines
-        )
-
     def as_dict(self) -> dict[str, float]:
         """Flat name -> float: the `rows()` plus `bucket.<bucket>.<metric>` entries."""
         flat = dict(self.rows())

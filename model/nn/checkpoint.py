@@ -1,5 +1,5 @@
 """Checkpoints that carry their config (as nanoGPT's do): `{"config": ..., "state": ...}`, so a
-checkpoint rebuilds the module it came from and a stale one is caught by comparing configs.
+checkpoint says what module it belongs to and a stale one is caught by comparing configs.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-
-from model.nn.network import PlantClassifier, PlantConfig
 
 
 def save_checkpoint(path: Path, config: Mapping[str, Any], state: Mapping[str, Tensor]) -> None:
@@ -44,13 +42,3 @@ def load_state(
             "stage runs again"
         )
     return state
-
-
-def load_classifier(path: Path) -> PlantClassifier:
-    """A PlantClassifier rebuilt from a checkpoint's own config, in eval mode."""
-    config, state = load_checkpoint(path, "cpu")
-    if config is None:
-        raise ValueError(f"{path} holds weights without their config: rebuild from bundle.json")
-    model = PlantClassifier(PlantConfig.from_dict(config))
-    model.load_state_dict(state)
-    return model.eval()

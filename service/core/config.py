@@ -6,8 +6,10 @@ Outside development, insecure defaults (no API keys, a CORS wildcard) are refuse
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -246,3 +248,41 @@ class Settings(BaseSettings):
     @property
     def redacted_database_url(self) -> str:
         return make_url(self.database_url).render_as_string(hide_password=True)
+
+
+PREFIX = "PLANT_ICD_"
+# PLANT_ICD_* variables that are not settings: the corpus location the commands read, the
+# entrypoint's database password file, the tests' PostgreSQL, and the compose file's own.
+OTHER_VARIABLES = frozenset(
+    {
+        "PLANT_ICD_CODIESP",
+        "PLANT_ICD_DATABASE_PASSWORD_FILE",
+        "PLANT_ICD_TEST_POSTGRES_URL",
+        "PLANT_ICD_IMAGE",
+        "PLANT_ICD_BUNDLE_HOST_DIR",
+        "PLANT_ICD_PORT",
+        "PLANT_ICD_SECRETS_DIR",
+        "PLANT_ICD_BIN",
+    }
+)
+
+
+def known_variables() -> frozenset[str]:
+    """Every PLANT_ICD_* name something reads: each setting, its `_FILE` form (the container
+    entrypoint's secret files), and OTHER_VARIABLES."""
+    settings = {f"{PREFIX}{name.upper()}" for name in Settings.model_fields}
+    return frozenset(settings | {f"{name}_FILE" for name in settings} | OTHER_VARIABLES)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each PLANT_ICD_* variable that is set but read by nothing, naming the
+    closest known one (a misspelt setting is otherwise silently ignored)."""
+    known = known_variables()
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(PREFIX) or name in known:
+            continue
+        closest = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {closest[0]}?" if closest else ""
+        warnings.append(f"{name} is set but plant-icd reads no such variable{hint}")
+    return warnings

@@ -26,14 +26,16 @@ except SystemExit:
 """
 
 
-def run_root(*args: str) -> subprocess.CompletedProcess[str]:
+def run_root(*args: str, **variables: str) -> subprocess.CompletedProcess[str]:
+    """`plant-icd ARGS` with no PLANT_ICD_* variables but `variables`."""
+    environ = {name: value for name, value in os.environ.items() if "PLANT_ICD_" not in name}
     return subprocess.run(
         [sys.executable, "-c", PROBE.format(args=list(args))],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**environ, **variables, "PYTHONPATH": str(REPO)},
     )
 
 
@@ -77,3 +79,12 @@ def test_a_missing_dependency_names_the_extra() -> None:
     )
     base = Mount("training.cli", "app", "evaluate", None, ("training",), "h")
     assert install_hint("evaluate", base, ["training"]).startswith("install plant-icd to use")
+
+
+def test_a_misspelt_variable_is_named_with_the_closest_known_one() -> None:
+    result = run_root("--help", PLANT_ICD_BUNDLE_DRI="bundles/demo")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: PLANT_ICD_BUNDLE_DRI is set but plant-icd reads no such variable; did you mean "
+        "PLANT_ICD_BUNDLE_DIR?"
+    ) in result.stderr

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from model.runtime import OnnxPredictor
 from service.cli import app as cli
-from service.core.config import Settings
+from service.core.config import Settings, unknown_variables
 from service.db.admin import purge_note_text
 from tests.service.service_testing import Service, headers, running_service, wait_ready
 
@@ -203,3 +203,38 @@ def test_retention_purge_removes_old_text_and_keeps_the_audit(service: Service) 
     with service.engine.connect() as connection:
         texts = connection.execute(sa.text("SELECT note_text FROM predictions")).scalars().all()
     assert texts == [None, None]
+
+
+def test_an_unknown_plant_icd_variable_is_logged_with_the_closest_setting(
+    make_settings: Callable[..., Settings],
+    sqlite_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLANT_ICD_MAX_NOTE_CHAR", "500")  # the setting is MAX_NOTE_CHARS
+    monkeypatch.setenv("PLANT_ICD_INFERENCE_THREADS", "1")  # a setting: no warning
+    with running_service(make_settings(sqlite_url, log_level="INFO")):
+        pass
+    records = [json.loads(line) for line in capsys.readouterr().err.splitlines() if "{" in line]
+    warned = [r["message"] for r in records if r["level"] == "WARNING"]
+    assert (
+        "PLANT_ICD_MAX_NOTE_CHAR is set but plant-icd reads no such variable; did you mean "
+        "PLANT_ICD_MAX_NOTE_CHARS?"
+    ) in warned
+    assert not [message for message in warned if "INFERENCE_THREADS" in message]
+
+
+def test_unknown_variables_name_the_closest_known_one() -> None:
+    environ = {
+        "PLANT_ICD_DATABSE_URL": "sqlite://",
+        "PLANT_ICD_DATABASE_URL": "sqlite://",  # a setting
+        "PLANT_ICD_API_KEYS_FILE": "/run/keys.json",  # a setting's secret-file form
+        "PLANT_ICD_CODIESP": "/data/codiesp",  # read by the commands, not a setting
+        "PLANT_ICD_ZZZZZZZZZZZZZZZZZZZZ": "1",  # like nothing
+        "HOME": "/root",
+    }
+    assert unknown_variables(environ) == [
+        "PLANT_ICD_DATABSE_URL is set but plant-icd reads no such variable; did you mean "
+        "PLANT_ICD_DATABASE_URL?",
+        "PLANT_ICD_ZZZZZZZZZZZZZZZZZZZZ is set but plant-icd reads no such variable",
+    ]

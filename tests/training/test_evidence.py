@@ -12,7 +12,6 @@ from training.corpora.errors import CorpusFormatError
 from training.evidence import (
     CodeEvidence,
     hit_at_one,
-    label_for_system,
     label_of_code,
     meets_x_rule,
     overlaps,
@@ -185,13 +184,6 @@ def test_x_tsv_reader_names_what_is_wrong(tmp_path: Path, row: str, message: str
     path.write_text(row + "\n", encoding="utf-8")
     with pytest.raises(CorpusFormatError, match=message):
         read_x_tsv(path)
-
-
-def test_label_follows_the_code_system() -> None:
-    assert label_for_system("icd10cm") == "D"
-    assert label_for_system("icd10pcs") == "P"
-    with pytest.raises(ValueError, match="icd9cm"):
-        label_for_system("icd9cm")
 
 
 @pytest.mark.corpus

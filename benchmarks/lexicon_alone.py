@@ -23,7 +23,8 @@ from training.datasets import CorpusSpec, code_counts
 from training.evaluate import gold_matrix
 from training.fusion import fusion_documents
 from training.lexicon import build_lexicon
-from training.metrics import OFFICIAL_DEPTH, evaluate_all, mean_average_precision
+from training.metric_report import OFFICIAL_DEPTH, evaluate_all
+from training.metrics import mean_average_precision
 
 
 def lexicon_scores(spec: CorpusSpec) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:

@@ -1,6 +1,6 @@
 """The training side of the `plant-icd` command: corpus statistics, baseline, PLANT training,
-evaluation, prediction. `plant_icd/cli.py` mounts these commands; `python -m training.cli` (as
-torchrun runs it) is this group alone.
+and (from training/cli_inference.py) evaluation and prediction. `plant_icd/cli.py` mounts these
+commands; `python -m training.cli` (as torchrun runs it) is this group alone.
 
 Heavy libraries (torch, scikit-learn) are imported inside the commands that need them, so a base
 install (no torch) can evaluate and predict.
@@ -8,28 +8,29 @@ install (no torch) can evaluate and predict.
 
 from __future__ import annotations
 
-import functools
-import json
 import sys
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import numpy as np
 import typer
 
-from model.bundle import BundleError
-from model.tables import FORMAT_HELP, OutputFormat, Table, print_tables, resolve
-from training.console import (
-    bucket_table,
-    console,
-    progress_bar,
-    stdout,
-    summary_table,
-    training_progress,
+from model.tables import OutputFormat, print_tables
+from training.cli_common import (
+    CodesOpt,
+    CorpusOpt,
+    FormatOpt,
+    IcdVersionOpt,
+    LangOpt,
+    PathOpt,
+    SplitFileOpt,
+    corpus_spec,
+    reports_errors,
 )
+from training.cli_inference import evaluate, predict
+from training.console import bucket_table, console, progress_bar, summary_table, training_progress
 
 app = typer.Typer(
     name="plant-icd",
@@ -41,71 +42,9 @@ data_app = typer.Typer(help="Inspect corpora.", no_args_is_help=True)
 baseline_app = typer.Typer(help="The TF-IDF + logistic regression baseline.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(baseline_app, name="baseline")
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-class UserError(Exception):
-    """A mistake the user can fix; printed without a traceback."""
-
-
-def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the errors a user can cause into one red line and exit status 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except (UserError, OSError, ValueError, BundleError) as error:
-            console.print(f"[bold red]error:[/] {error}")
-            raise typer.Exit(code=1) from error
-
-    return wrapper
-
-
-CorpusOpt = Annotated[str, typer.Option(help="codiesp | mimic3 | mimic4 | jsonl")]
-PathOpt = Annotated[
-    Path | None,
-    typer.Option(
-        help="Corpus folder (or JSONL file). CodiEsp: defaults to $PLANT_ICD_CODIESP, "
-        "../shared/codiesp, the download cache, else it is downloaded from Zenodo."
-    ),
-]
-LangOpt = Annotated[str, typer.Option(help="CodiEsp text: es (original) or en (translation)")]
-CodesOpt = Annotated[str, typer.Option(help="CodiEsp codes: D (ICD-10-CM), P (ICD-10-PCS), DP")]
-IcdVersionOpt = Annotated[int, typer.Option(help="MIMIC-IV: ICD version 9 or 10")]
-SplitFileOpt = Annotated[Path | None, typer.Option(help="MIMIC: split file of HADM_IDs")]
-FormatOpt = Annotated[OutputFormat, typer.Option("--format", help=FORMAT_HELP)]
-
-
-def corpus_spec(
-    corpus: str,
-    path: Path | None,
-    lang: str,
-    codes: str,
-    icd_version: int = 10,
-    split_file: Path | None = None,
-) -> Any:
-    from training.corpora.codiesp import locate_codiesp
-    from training.datasets import CorpusSpec
-
-    if lang not in ("en", "es"):
-        raise UserError(f"--lang must be en or es, not {lang!r}")
-    if codes not in ("D", "P", "DP"):
-        raise UserError(f"--codes must be D, P or DP, not {codes!r}")
-    if corpus == "codiesp":
-        path = locate_codiesp(path)
-    elif path is None:
-        raise UserError(f"--path is required for --corpus {corpus}")
-    return CorpusSpec(
-        name=corpus,
-        path=str(path),
-        lang=lang,
-        codes=codes,
-        icd_version=icd_version,
-        split_file=str(split_file) if split_file else None,
-    )
+# Reading a trained model needs no torch: those commands live in training/cli_inference.py.
+app.command("evaluate")(evaluate)
+app.command("predict")(predict)
 
 
 @data_app.command("stats")
@@ -122,7 +61,7 @@ def data_stats(
 ) -> None:
     """Documents, words, distinct codes and codes by training-frequency bucket."""
     from training.datasets import code_counts
-    from training.metrics import FREQUENCY_BUCKETS, bucket_of
+    from training.metric_report import FREQUENCY_BUCKETS, bucket_of
 
     spec = corpus_spec(corpus, path, lang, codes, icd_version, split_file)
     documents = spec.load(split)
@@ -218,124 +157,6 @@ def baseline_train(
     console.print(f"saved to {out}")
 
 
-@app.command("evaluate")
-@reports_errors
-def evaluate(
-    model: Annotated[Path, typer.Option(help="A model directory (PLANT bundle or baseline)")],
-    split: str = "dev",
-    corpus: Annotated[str | None, typer.Option(help="Default: the model's training corpus")] = None,
-    path: PathOpt = None,
-    lang: Annotated[str | None, typer.Option(help="Default: the model's")] = None,
-    codes: Annotated[str | None, typer.Option(help="Default: the model's")] = None,
-    out: Annotated[Path | None, typer.Option(help="Where to write predictions")] = None,
-    evidence: Annotated[
-        bool,
-        typer.Option(
-            "--evidence",
-            help="Also score evidence spans against the CodiEsp X files (needs --lang es) and "
-            "write them as CodiEsp-X TSV",
-        ),
-    ] = False,
-    output_format: FormatOpt = OutputFormat.auto,
-) -> None:
-    """Metric table on a split, and ranked predictions as JSONL and CodiEsp TSV.
-
-    With --evidence: the codes above threshold with their evidence spans as CodiEsp-X TSV, X
-    precision/recall/F1 per label and combined, and evidence hit@1 for correctly predicted codes.
-    """
-    from model.bundle import read_model_metadata
-    from training.evaluate import evaluate_predictor, json_safe, load_predictor, write_predictions
-
-    metadata = read_model_metadata(model)
-    trained_on = metadata.corpus
-    spec = corpus_spec(
-        corpus or trained_on.get("name", "codiesp"),
-        path or (Path(trained_on["path"]) if corpus is None and "path" in trained_on else None),
-        lang or trained_on.get("lang", "en"),
-        codes or trained_on.get("codes", "D"),
-        trained_on.get("icd_version", 10),
-        Path(split_file_name) if (split_file_name := trained_on.get("split_file")) else None,
-    )
-    if evidence and (spec.name != "codiesp" or spec.lang != "es"):
-        raise UserError(
-            "--evidence scores spans against the CodiEsp X files, whose offsets point into the "
-            "Spanish text: evaluate with --corpus codiesp --lang es"
-        )
-    documents = spec.load(split)
-    predictor = load_predictor(model)
-    started = time.perf_counter()
-    evaluation = evaluate_predictor(predictor, documents)
-    seconds = time.perf_counter() - started
-    out_dir = out or model / f"eval-{spec.name}-{split}"
-    jsonl_path, tsv_path = write_predictions(
-        evaluation, out_dir, lower_case_tsv=spec.name == "codiesp"
-    )
-    (out_dir / "metrics.json").write_text(
-        json.dumps(json_safe(evaluation.report.as_dict()), indent=2)
-    )
-    console.print(
-        f"{len(documents)} notes in {seconds:.1f} s; predictions: {jsonl_path}, {tsv_path}"
-    )
-    title = f"{metadata.name} on {spec.name} {split}"
-    tables = [
-        summary_table(title, evaluation.report.rows()),
-        bucket_table("by training frequency", evaluation.report.bucket_rows()),
-    ]
-    if evidence:
-        tables.append(_evaluate_evidence(predictor, documents, spec, split, out_dir))
-    print_tables(tables, output_format)
-
-
-# Printed column -> evidence.json key; short, so the table fits an 80-column terminal.
-_EVIDENCE_COLUMNS = (
-    ("P", "precision"),
-    ("R", "recall"),
-    ("F1", "f1"),
-    ("pred", "predicted"),
-    ("gold", "gold"),
-    ("found", "found"),
-    ("correct", "correct_codes"),
-    ("hit@1", "hit_at_1_rule"),
-    ("overlap@1", "hit_at_1_overlap"),
-)
-
-
-def _evaluate_evidence(
-    predictor: Any, documents: list[Any], spec: Any, split: str, out_dir: Path
-) -> Table:
-    """CodiEsp-X: write the evidence of the codes above threshold, score it; its table."""
-    from training.corpora.codiesp import read_codiesp_references
-    from training.evidence import (
-        evidence_report,
-        hit_at_one,
-        predicted_evidence,
-        write_x_tsv,
-        x_scores,
-    )
-
-    predictions = predictor.predict([document.text for document in documents])
-    label = spec.codes if spec.codes in ("D", "P") else None
-    predicted = predicted_evidence([document.id for document in documents], predictions, label)
-    references = read_codiesp_references(Path(spec.path), split, codes=spec.codes)
-    report = evidence_report(x_scores(predicted, references), hit_at_one(predicted, references))
-    x_path = out_dir / "predictions_x.tsv"
-    rows = write_x_tsv(predicted, x_path)
-    (out_dir / "evidence.json").write_text(json.dumps(report, indent=2))
-    without = sum(1 for item in predicted if not item.spans)
-    console.print(
-        f"{len(predicted)} codes above threshold, {without} without an evidence span; "
-        f"{rows} spans written to {x_path}"
-    )
-    return bucket_table(
-        f"CodiEsp-X evidence on {split} (span within 10 characters of the coders')",
-        [
-            (name, {short: values[key] for short, key in _EVIDENCE_COLUMNS})
-            for name, values in report.items()
-        ],
-        first_column="label",
-    )
-
-
 @app.command("train")
 @reports_errors
 def train(
@@ -411,107 +232,19 @@ def train(
     finally:
         shutdown(ctx)
     assert result is not None  # rank 0 always gets the result
+    _print_training_result(result, out.name, output_format)
+
+
+def _print_training_result(result: Any, name: str, output_format: OutputFormat) -> None:
     print_tables(
         [
             summary_table("seconds per stage", list(result.stage_seconds.items())),
-            summary_table(f"{out.name} on dev", result.dev_report.rows()),
+            summary_table(f"{name} on dev", result.dev_report.rows()),
             bucket_table("by training frequency", result.dev_report.bucket_rows()),
         ],
         output_format,
     )
     console.print(f"bundle written to {result.bundle_dir}")
-
-
-def mark_evidence(text: str, spans: list[tuple[int, int]]) -> str:
-    """The text with each evidence span in `[[...]]`; overlapping or touching spans are joined,
-    so the marks never nest. Offsets count code points, as Python strings do."""
-    merged: list[list[int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    pieces, position = [], 0
-    for start, end in merged:
-        pieces += [text[position:start], "[[", text[start:end], "]]"]
-        position = end
-    return "".join([*pieces, text[position:]])
-
-
-def _code_json(prediction: Any, threshold: float) -> dict[str, Any]:
-    """A ranked code as the API's `codes` items show it."""
-    return {
-        "code": prediction.code,
-        "description": prediction.description,
-        "score": prediction.score,
-        "rank": prediction.rank,
-        "above_threshold": prediction.above_threshold,
-        "threshold": threshold,
-        "highlights": [
-            {"start": h.start, "end": h.end, "text": h.text, "weight": h.weight}
-            for h in prediction.highlights
-        ],
-    }
-
-
-@app.command("predict")
-@reports_errors
-def predict(
-    bundle: Annotated[Path, typer.Option(help="A PLANT bundle directory")],
-    notes: Annotated[list[Path], typer.Argument(help="Note text files")],
-    top_k: Annotated[int, typer.Option(help="Codes to show per note")] = 10,
-    output_format: FormatOpt = OutputFormat.auto,
-) -> None:
-    """Ranked codes with evidence for each note file: a table and the note with the best code's
-    evidence marked (highlighted at a terminal, in [[...]] otherwise), or JSON shaped as the
-    API's predictions (--format json)."""
-    from rich.text import Text
-
-    from model.runtime import OnnxPredictor
-
-    predictor = OnnxPredictor(bundle)
-    thresholds = dict(zip(predictor.codes, predictor.thresholds.tolist(), strict=True))
-    texts = [note.read_text(encoding="utf-8") for note in notes]
-    results = predictor.predict(texts, top_k=top_k)
-    chosen = resolve(output_format)
-    if chosen is OutputFormat.json:
-        document = {
-            "model": {"name": predictor.name, "version": predictor.version},
-            "predictions": [
-                {"note": str(note), "codes": [_code_json(p, thresholds[p.code]) for p in ranked]}
-                for note, ranked in zip(notes, results, strict=True)
-            ],
-        }
-        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-        return
-    for note, text, ranked in zip(notes, texts, results, strict=True):
-        rows = [
-            (
-                p.rank,
-                p.code,
-                round(p.score, 4),
-                round(thresholds[p.code], 4),
-                "yes" if p.above_threshold else "no",
-                p.description or "(no description)",
-                "; ".join(f"{h.text!r} ({h.weight:.2f})" for h in p.highlights[:3]),
-            )
-            for p in ranked
-        ]
-        columns = ("rank", "code", "score", "threshold", "above", "description", "evidence")
-        print_tables([Table.of(str(note), columns, rows)], chosen)
-        if not ranked:
-            continue
-        best = ranked[0]
-        spans = [(h.start, h.end) for h in best.highlights]
-        if chosen is OutputFormat.table:
-            stdout.print(f"evidence for {best.code}:", markup=False)
-            marked = Text(text)
-            for start, end in spans:
-                marked.stylize("bold black on yellow", start, end)
-            stdout.print(marked)
-        else:
-            sys.stdout.write(f"\nevidence for {best.code} in [[...]]:\n\n")
-            sys.stdout.write(mark_evidence(text, spans) + "\n\n")
 
 
 def plain_help_when_piped() -> None:

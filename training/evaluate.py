@@ -19,7 +19,7 @@ import numpy as np
 from model.bundle import BundleMetadata, read_model_metadata
 from model.prediction import Predictor
 from training.corpora.base import Document
-from training.metrics import MetricReport, evaluate_all
+from training.metric_report import MetricReport, evaluate_all
 
 RANKED_CODES_WRITTEN = 100  # CodiEsp MAP reads the ranked list; deeper ranks add nothing measurable
 

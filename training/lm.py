@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.nn.network import AWDLSTMLanguageModel, detach_hidden
+from model.nn.encoders import AWDLSTMLanguageModel, detach_hidden
 from training.distributed import SINGLE, DistContext, wrap
 from training.progress import Notify, ProgressEvent
 

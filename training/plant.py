@@ -19,7 +19,7 @@ from training.bundling import ExportGraph, Fuse, TuneAndEvaluate, write_training
 from training.datasets import CorpusSpec, fingerprint, label_order
 from training.distributed import SINGLE, DistContext
 from training.fusion import fusion_documents
-from training.metrics import MetricReport
+from training.metric_report import MetricReport
 from training.presets import preset
 from training.progress import Notify, silent
 from training.stage_cache import StageCache, stage_key

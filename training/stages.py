@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from model.nn.checkpoint import load_state, save_checkpoint
-from model.nn.network import AWDLSTMLanguageModel, PlantClassifier, PlantConfig, position_limit
+from model.nn.config import PlantConfig
+from model.nn.encoders import AWDLSTMLanguageModel, position_limit
+from model.nn.network import PlantClassifier
 from model.tokenizer import NoteTokenizer
 from training.corpora.base import Document
 from training.datasets import CorpusSpec
@@ -147,7 +149,7 @@ class TrainTokenizer:
     code = ("model.tokenizer",)
 
     def run(self, state: RunState) -> None:
-        from model.nn.network import build_config
+        from model.nn.config import build_config
 
         if state.encoder_dir is None:
             key = stage_key(state.corpus_key, state.preset.vocab_size, _code(self))

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from model.tables import Table, format_value, print_tables, to_markdown
 from tests.model.bundle_factory import build_tiny_bundle
-from training.cli import app, mark_evidence
+from training.cli import app
+from training.cli_inference import mark_evidence
 from training.console import LineProgress
 from training.progress import ProgressEvent
 

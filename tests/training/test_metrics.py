@@ -8,20 +8,17 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from training.metric_report import FREQUENCY_BUCKETS, bucket_of, evaluate_all, metrics_by_bucket
 from training.metrics import (
-    FREQUENCY_BUCKETS,
     K_VALUES,
     apply_thresholds,
     average_precision,
-    bucket_of,
-    evaluate_all,
     macro_auc,
     macro_f1_harmonic,
     macro_f1_mean,
     macro_prf,
     map_from_scores,
     mean_average_precision,
-    metrics_by_bucket,
     micro_auc,
     micro_prf,
     precision_at_k,
@@ -339,7 +336,7 @@ def test_evaluate_all_rejects_misaligned_inputs() -> None:
 
 
 def test_official_map_cuts_the_ranking_at_depth_1000() -> None:
-    from training.metrics import evaluate_all
+    from training.metric_report import evaluate_all
 
     n_codes = 1200
     scores = np.linspace(1.0, 0.0, n_codes, dtype=np.float32)[None, :]  # code i ranked i+1

@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypedDict
 
-from model.codes import CodeSystem, parse_code_systems
+# A module, its functions looked up when called: a long training run imports this file late
+# (through model.runtime), beside the model.codes it loaded at its start.
+from model import codes as code_formats
+from model.codes import CodeSystem
 from model.thresholds import Thresholds, ThresholdsInfo
 
 FORMAT_VERSION = 2
@@ -124,7 +127,7 @@ class ModelMetadata:
 
     @property
     def code_systems(self) -> list[CodeSystem]:
-        return parse_code_systems(self.code_system)
+        return code_formats.parse_code_systems(self.code_system)
 
     @property
     def decision_thresholds(self) -> Thresholds:
@@ -170,7 +173,7 @@ class ModelMetadata:
         _check_section("corpus", self.corpus, CorpusInfo)
         _check_section("training", self.training, TrainingInfo)
         try:
-            parse_code_systems(self.code_system)
+            code_formats.parse_code_systems(self.code_system)
         except (AttributeError, ValueError) as error:
             raise BundleError(f"bundle metadata {error}: re-export the bundle") from None
 

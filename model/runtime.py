@@ -25,6 +25,7 @@ from model.highlights import (
 )
 from model.metadata import GRAPH_INPUTS, GRAPH_OUTPUTS
 from model.prediction import CodePrediction, Highlight
+from model.thresholds import Thresholds
 from model.tokenizer import NoteTokenizer, TokenizedNote
 
 # Short and bilingual, like the notes served; it exercises tokenizer, graph and highlights.
@@ -125,8 +126,9 @@ class OnnxPredictor:
 
         self._codes = [entry["code"] for entry in metadata.codes]
         self._descriptions = [entry["description"] for entry in metadata.codes]
-        # Finite, one per code: checked when the bundle loaded.
-        self._thresholds = metadata.decision_thresholds.per_code  # (C,) float64
+        # Finite, one per code: checked when the bundle loaded. Read from the record itself, not a
+        # BundleMetadata property, so a training run started on older code can still load this.
+        self._thresholds = Thresholds.from_json(metadata.thresholds).per_code  # (C,) float64
         self._n_network = metadata.n_network_codes
         # The fused model (lexicon, neighbours, combiner) where the bundle has one.
         self._fusion = FusedScorer(self._bundle) if metadata.fusion is not None else None

@@ -82,6 +82,8 @@ class TrainingInfo(TypedDict, total=False):
     l2r: dict[str, Any] | None
     classifier: list[dict[str, Any]]
     fusion: dict[str, Any]
+    # A final refit (train + dev): the train-only bundle it took epochs and thresholds from.
+    final: dict[str, Any]
 
 
 def _check_section(name: str, value: object, schema: type) -> None:

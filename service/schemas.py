@@ -405,6 +405,14 @@ class ModelOut(BaseModel):
     package_versions: dict[str, str]
     graph_sha256: str
     tokenizer_sha256: str
+    network_codes: int = Field(
+        description="codes the network scores; the rest only the fused lexicon can propose"
+    )
+    fusion: dict[str, Any] | None = Field(
+        None,
+        description="the fused model beside the graph (lexicon, nearest notes, combiner): file "
+        "checksums, combiner features, out-of-fold fitting report; null for the network alone",
+    )
     codes: list[ModelCodeOut] | None = Field(
         None, description="every code with its threshold (only with include_codes=true)"
     )

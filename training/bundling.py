@@ -6,16 +6,18 @@ evaluation of the bundle exactly as it is served. Rank 0 alone runs them.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from model.bundle import BundleMetadata, package_versions, write_bundle
-from model.metadata import FusionInfo, TrainingInfo
+from model.metadata import CorpusInfo, FusionInfo, TrainingInfo
 from model.nn.export import export_onnx
 from model.thresholds import DEFAULT_MIN_POSITIVES, Thresholds, ThresholdsInfo
 from training.datasets import CorpusSpec, code_counts, code_entries
 from training.evaluate import evaluate_predictor, json_safe, known_gold_matrix
+from training.final import FinalReference
 from training.fusion import FittedFusion, fit_fusion
 from training.stages import RunState
 from training.thresholds import tune_thresholds
@@ -116,6 +118,9 @@ class TuneAndEvaluate:
 
         assert state.metadata is not None, "the export stage has not run"
         self._write(state, state.metadata)
+        if state.final is not None:
+            self._carry_selections(state, state.final, OnnxPredictor(state.out).codes)
+            return
         scorer = OnnxPredictor(state.out)
         # Scores do not depend on thresholds: dev is scored once, for tuning and evaluation.
         dev_scores = scorer.scores([doc.text for doc in state.dev_docs])
@@ -126,6 +131,26 @@ class TuneAndEvaluate:
         state.metadata = replace(
             predictor.metadata, dev_metrics=json_safe(state.evaluation.report.as_dict())
         )
+
+    def _carry_selections(
+        self, state: RunState, final: FinalReference, codes: Sequence[str]
+    ) -> None:
+        """A final refit: dev is training data, so its thresholds and numbers come from the
+        train-only run, and the bundle says so."""
+        assert state.metadata is not None
+        training: dict[str, Any] = {
+            **state.metadata.training,
+            "final": final.record(len(state.train_docs)),
+        }
+        corpus: dict[str, Any] = {**state.metadata.corpus, "split": f"{state.train_split}+dev"}
+        state.metadata = replace(
+            state.metadata,
+            thresholds=final.thresholds_for(codes).to_json(),
+            training=cast(TrainingInfo, training),
+            corpus=cast(CorpusInfo, corpus),
+            dev_metrics={},
+        )
+        self._write(state, state.metadata)
 
     @staticmethod
     def _write(state: RunState, metadata: BundleMetadata) -> None:

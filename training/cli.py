@@ -157,6 +157,16 @@ def baseline_train(
     console.print(f"saved to {out}")
 
 
+# `train --final BUNDLE`: learn from every labelled note with the train-only run's selections.
+FinalOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Refit on train + dev with the epoch counts and thresholds that this train-only "
+        "bundle (same preset and seed) selected on dev; the bundle records it",
+    ),
+]
+
+
 @app.command("train")
 @reports_errors
 def train(
@@ -178,6 +188,7 @@ def train(
             help="--no-fusion serves the network alone (no lexicon, neighbours or combiner)",
         ),
     ] = True,
+    final: FinalOpt = None,
     evidence: Annotated[
         bool,
         typer.Option(
@@ -216,6 +227,7 @@ def train(
         plant=plant,
         fusion=fusion,
         evidence=evidence,
+        final_from=final,
         seed=seed,
         work_dir=work_dir,
         encoder_dir=encoder_dir,
@@ -232,18 +244,21 @@ def train(
     finally:
         shutdown(ctx)
     assert result is not None  # rank 0 always gets the result
-    _print_training_result(result, out.name, output_format)
+    _print_training_result(result, out.name, output_format, final)
 
 
-def _print_training_result(result: Any, name: str, output_format: OutputFormat) -> None:
-    print_tables(
-        [
-            summary_table("seconds per stage", list(result.stage_seconds.items())),
+def _print_training_result(
+    result: Any, name: str, output_format: OutputFormat, final: Path | None
+) -> None:
+    tables = [summary_table("seconds per stage", list(result.stage_seconds.items()))]
+    if result.dev_report is not None:
+        tables += [
             summary_table(f"{name} on dev", result.dev_report.rows()),
             bucket_table("by training frequency", result.dev_report.bucket_rows()),
-        ],
-        output_format,
-    )
+        ]
+    else:
+        console.print(f"final refit on train + dev: its dev numbers are those of {final}")
+    print_tables(tables, output_format)
     console.print(f"bundle written to {result.bundle_dir}")
 
 

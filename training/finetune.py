@@ -24,7 +24,7 @@ from model.nn.network import PlantClassifier
 from training.distributed import SINGLE, DistContext, shard, wrap
 from training.metrics import map_from_scores
 from training.progress import Notify, ProgressEvent, silent
-from training.trainer import train_with_early_stopping
+from training.trainer import train_fixed_epochs, train_with_early_stopping
 
 
 @dataclass
@@ -170,9 +170,11 @@ def run_stage(
     ctx: DistContext = SINGLE,
     *,
     seed: int = 13,
+    select_on_dev: bool = True,
 ) -> StageReport:
     """Train one stage in place (`training.trainer`: early stop, save-best) and leave the model
-    at its best dev epoch."""
+    at its best dev epoch. `select_on_dev=False` (a final refit: dev notes are training notes)
+    runs exactly `stage.epochs` epochs, scores nothing and keeps the last."""
     started = time.perf_counter()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -211,13 +213,17 @@ def run_stage(
 
     def end_epoch(row: dict[str, float]) -> None:
         status.clear()
-        status["dev_map"] = row["dev_map"]
+        if "dev_map" in row:
+            status["dev_map"] = row["dev_map"]
         values = {key: value for key, value in row.items() if key != "epoch"}
         notify(ProgressEvent(stage.name, step, total, values, epoch=int(row["epoch"])))
 
-    report = train_with_early_stopping(
-        model, stage.epochs, config.patience, train_epoch, dev_map, end_epoch, score_name="dev_map"
-    )
+    if select_on_dev:
+        report = train_with_early_stopping(
+            model, stage.epochs, config.patience, train_epoch, dev_map, end_epoch, "dev_map"
+        )
+    else:
+        report = train_fixed_epochs(model, stage.epochs, train_epoch, end_epoch)
     return StageReport(
         stage.name,
         report.epochs_run,

@@ -18,6 +18,7 @@ from typing import Any
 from training.bundling import ExportGraph, Fuse, TuneAndEvaluate, write_training_record
 from training.datasets import CorpusSpec, fingerprint, label_order
 from training.distributed import SINGLE, DistContext
+from training.final import read_final_reference
 from training.fusion import fusion_documents
 from training.metric_report import MetricReport
 from training.presets import preset
@@ -62,12 +63,15 @@ class TrainOptions:
     encoder_dir: Path | None = None
     fusion: bool = True  # fuse the network with the lexicon and neighbours (False: network alone)
     evidence: bool = True  # plant from the coders' evidence spans where the corpus has them
+    # A train-only bundle of the same preset and seed: refit on train + dev with the epoch counts
+    # it selected on dev and the thresholds it tuned there (`plant-icd train --final`).
+    final_from: Path | None = None
 
 
 @dataclass
 class TrainResult:
     bundle_dir: Path
-    dev_report: MetricReport
+    dev_report: MetricReport | None  # None for a final refit: dev is training data there
     stage_seconds: dict[str, float]
     reports: dict[str, Any]
 
@@ -79,6 +83,10 @@ def start_run(options: TrainOptions, notify: Notify, ctx: DistContext) -> RunSta
         f"{spec.name}-{spec.codes.lower()}-{spec.lang}-{options.preset}-seed{options.seed}"
     )
     train_docs = spec.load(options.train_split)
+    dev_docs = spec.load(options.dev_split)
+    final = read_final_reference(options.final_from) if options.final_from else None
+    if final is not None:
+        train_docs = train_docs + dev_docs  # learn from every labelled note
     unlabelled = list(train_docs)
     if options.background and spec.name == "codiesp":
         unlabelled += spec.load("background")
@@ -102,11 +110,12 @@ def start_run(options: TrainOptions, notify: Notify, ctx: DistContext) -> RunSta
         ctx=ctx,
         notify=notify,
         train_docs=train_docs,
-        dev_docs=spec.load(options.dev_split),
+        dev_docs=dev_docs,
         unlabelled=unlabelled,
         evidence_docs=list(evidence_docs),
         codes=label_order(train_docs),
         corpus_key=stage_key(fingerprint(train_docs), fingerprint(unlabelled), options.seed),
+        final=final,
     )
 
 
@@ -134,5 +143,5 @@ def run_training(
         return None
     run_stages(state, BUNDLE_STAGES)
     write_training_record(state)
-    assert state.evaluation is not None
-    return TrainResult(options.out, state.evaluation.report, state.seconds, state.reports)
+    report = None if state.evaluation is None else state.evaluation.report
+    return TrainResult(options.out, report, state.seconds, state.reports)

@@ -29,6 +29,7 @@ from training.corpora.base import Document
 from training.datasets import CorpusSpec
 from training.distributed import DistContext, barrier
 from training.evaluate import gold_matrix, known_gold_matrix
+from training.final import FinalReference
 from training.finetune import run_stage
 from training.l2r import train_l2r
 from training.lm import pretrain_language_model
@@ -74,6 +75,8 @@ class RunState:
     evidence_docs: list[Document]  # training notes with spans in their own language
     codes: list[str]  # the network's label space, most frequent first
     corpus_key: str
+    # Set for a final refit: train_docs already hold dev, epochs and thresholds come from here.
+    final: FinalReference | None = None
     reports: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     # Filled by the stages, in order.
@@ -294,7 +297,11 @@ class FineTune:
         reports = []
         for step in finetune.stages:
             started = perf_counter()
-            key = stage_key(key, asdict(step), asdict(finetune), state.ctx.world_size)
+            if state.final is not None:
+                step = replace(step, epochs=state.final.epochs.get(step.name, step.epochs))
+            key = stage_key(
+                key, asdict(step), asdict(finetune), state.ctx.world_size, state.final is None
+            )
             name = f"{self.name}-{step.name}"
             path = state.cache.path(name, key, ".pt")
             report = state.cache.report(name, key)
@@ -310,6 +317,7 @@ class FineTune:
                         progress=state.notify,
                         ctx=state.ctx,
                         seed=state.seed,
+                        select_on_dev=state.final is None,
                     )
                 )
                 if state.ctx.is_main:

@@ -51,3 +51,19 @@ def train_with_early_stopping(
             break
     model.load_state_dict(best_state)
     return TrainerReport(epochs_run, best_epoch, float(best_score), history)
+
+
+def train_fixed_epochs(
+    model: nn.Module,
+    epochs: int,
+    train_epoch: Callable[[int], float],
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> TrainerReport:
+    """Run exactly `epochs` epochs and keep the last state: for a refit whose epoch count was
+    selected before (no held-out split left to score)."""
+    history: list[dict[str, float]] = []
+    for epoch in range(1, epochs + 1):
+        history.append({"epoch": epoch, "train_loss": train_epoch(epoch)})
+        if on_epoch is not None:
+            on_epoch(history[-1])
+    return TrainerReport(epochs, epochs, math.nan, history)

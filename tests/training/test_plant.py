@@ -138,3 +138,41 @@ def test_predict_command_prints_codes_and_evidence(
     assert result.exit_code == 0, result.output
     assert "R50.9" in result.output or "N39.0" in result.output
     assert "evidence for" in result.output
+
+
+def test_final_refits_on_train_and_dev_with_the_dev_selected_epochs(
+    trained: dict[str, Path], synthetic_codiesp: Path, tmp_path: Path
+) -> None:
+    from training.final import read_final_reference
+
+    spec = CorpusSpec("codiesp", str(synthetic_codiesp), lang="en", codes="D")
+    reference = json.loads((trained["plant-net"] / "bundle.json").read_text())
+    result = run_training(
+        TrainOptions(
+            spec=spec,
+            out=tmp_path / "final",
+            preset="tiny",
+            fusion=False,
+            final_from=trained["plant-net"],
+            work_dir=tmp_path / "work",
+        )
+    )
+    assert result is not None and result.dev_report is None
+    metadata = json.loads((tmp_path / "final" / "bundle.json").read_text())
+    final = metadata["training"]["final"]
+    selected = {stage["name"]: stage["best_epoch"] for stage in reference["training"]["classifier"]}
+    assert final["epochs"] == selected
+    assert final["documents"] == len(spec.load("train")) + len(spec.load("dev"))
+    assert [s["epochs_run"] for s in metadata["training"]["classifier"]] == list(selected.values())
+    assert metadata["corpus"]["split"] == "train+dev" and metadata["dev_metrics"] == {}
+    carried = dict(
+        zip(
+            [c["code"] for c in reference["codes"]],
+            reference["thresholds"]["per_code"],
+            strict=True,
+        )
+    )
+    for entry, value in zip(metadata["codes"], metadata["thresholds"]["per_code"], strict=True):
+        assert value == carried.get(entry["code"], reference["thresholds"]["global_threshold"])
+    with pytest.raises(ValueError, match="train-only"):
+        read_final_reference(tmp_path / "final")

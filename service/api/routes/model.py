@@ -60,5 +60,7 @@ def read_model(
         package_versions=dict(metadata.package_versions),
         graph_sha256=metadata.graph_sha256,
         tokenizer_sha256=metadata.tokenizer_sha256,
+        network_codes=metadata.n_network_codes,
+        fusion=None if metadata.fusion is None else dict(metadata.fusion),
         codes=codes,
     )

@@ -1,0 +1,85 @@
+"""Served latency of a fused bundle against the same network alone, side by side in one run.
+
+Both predictors serve the same notes, one note per call (batch 1), alternating note by note so
+machine noise falls on both alike; each call is `predict(top_k=...)`, tokenisation, lexicon,
+neighbours, combiner and evidence included. Usage:
+
+    python benchmarks/fusion_latency.py --fused bundles/demo-d-es --network bundles/net-d-es \
+        --lang es --codes D
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from _common import (
+    DEFAULT_CORPUS_PATH,
+    HelpFormatter,
+    busy_warning,
+    command_line,
+    emit,
+    facts_list,
+    fmt_ms,
+    load_notes,
+    machine_facts,
+    markdown_table,
+    summarize,
+)
+
+from model.runtime import OnnxPredictor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--fused", type=Path, required=True, help="a bundle with a fusion section")
+    parser.add_argument("--network", type=Path, required=True, help="the same network, unfused")
+    parser.add_argument("--path", default=DEFAULT_CORPUS_PATH)
+    parser.add_argument("--lang", default="es")
+    parser.add_argument("--codes", default="D")
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--top-k", type=int, default=20)
+    parser.add_argument("--limit", type=int, default=None, help="notes to time (default: all)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    notes = load_notes("codiesp", args.path, args.split, lang=args.lang, codes=args.codes)
+    notes = notes[: args.limit] if args.limit else notes
+    predictors = {
+        "network alone": OnnxPredictor(args.network, threads=args.threads, batch_size=1),
+        "fused": OnnxPredictor(args.fused, threads=args.threads, batch_size=1),
+    }
+    for predictor in predictors.values():
+        predictor.warm_up()
+    timings: dict[str, list[float]] = {name: [] for name in predictors}
+    facts = machine_facts(["onnxruntime", "numpy"])
+    for note in notes:
+        for name, predictor in predictors.items():
+            started = time.perf_counter()
+            predictor.predict([note], top_k=args.top_k)
+            timings[name].append((time.perf_counter() - started) * 1000)
+    summaries = {name: summarize(values) for name, values in timings.items()}
+    base = summaries["network alone"].p50
+    rows = [
+        [name, str(s.n), fmt_ms(s.p50), fmt_ms(s.p95), fmt_ms(s.mean), f"{s.p50 / base:.2f}x"]
+        for name, s in summaries.items()
+    ]
+    report = "\n\n".join(
+        part
+        for part in (
+            f"`{command_line()}`",
+            facts_list(facts),
+            markdown_table(
+                ["served path", "notes", "p50 ms", "p95 ms", "mean ms", "p50 ratio"], rows
+            ),
+            busy_warning(),
+        )
+        if part
+    )
+    emit(report, args.out)
+
+
+if __name__ == "__main__":
+    main()

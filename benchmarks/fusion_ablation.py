@@ -33,7 +33,8 @@ from training.fusion import (
     out_of_fold_rows,
     score_rows,
 )
-from training.metrics import OFFICIAL_DEPTH, mean_average_precision
+from training.metric_report import OFFICIAL_DEPTH
+from training.metrics import mean_average_precision
 
 VARIANTS = {
     "fused (shipped settings)": {},

@@ -4,8 +4,9 @@ Both predictors serve the same notes, one note per call (batch 1), alternating n
 machine noise falls on both alike; each call is `predict(top_k=...)`, tokenisation, lexicon,
 neighbours, combiner and evidence included. Usage:
 
-    python benchmarks/fusion_latency.py --fused bundles/demo-d-es --network bundles/net-d-es \
-        --lang es --codes D
+    python benchmarks/fusion_latency.py --model bundles/demo-d-es --lang es --codes D
+
+The network alone is the same bundle served with `OnnxPredictor(fused=False)`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ from model.runtime import OnnxPredictor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--fused", type=Path, required=True, help="a bundle with a fusion section")
-    parser.add_argument("--network", type=Path, required=True, help="the same network, unfused")
+    parser.add_argument("--model", type=Path, required=True, help="a bundle with a fusion section")
     parser.add_argument("--path", default=DEFAULT_CORPUS_PATH)
     parser.add_argument("--lang", default="es")
     parser.add_argument("--codes", default="D")
@@ -48,8 +48,8 @@ def main() -> None:
     notes = load_notes("codiesp", args.path, args.split, lang=args.lang, codes=args.codes)
     notes = notes[: args.limit] if args.limit else notes
     predictors = {
-        "network alone": OnnxPredictor(args.network, threads=args.threads, batch_size=1),
-        "fused": OnnxPredictor(args.fused, threads=args.threads, batch_size=1),
+        "network alone": OnnxPredictor(args.model, args.threads, 1, fused=False),
+        "fused": OnnxPredictor(args.model, args.threads, 1),
     }
     for predictor in predictors.values():
         predictor.warm_up()

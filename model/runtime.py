@@ -89,6 +89,7 @@ class OnnxPredictor:
         highlight_tokens: int = DEFAULT_MAX_TOKENS,
         highlight_min_ratio: float = DEFAULT_MIN_RATIO,
         max_batch_tokens: int | None = None,
+        fused: bool = True,
     ) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be a positive number or None, got {threads}")
@@ -131,7 +132,9 @@ class OnnxPredictor:
         self._thresholds = Thresholds.from_json(metadata.thresholds).per_code  # (C,) float64
         self._n_network = metadata.n_network_codes
         # The fused model (lexicon, neighbours, combiner) where the bundle has one.
-        self._fusion = FusedScorer(self._bundle) if metadata.fusion is not None else None
+        # The fused model where the bundle has one; `fused=False` serves the network alone (for
+        # ablations and latency comparisons; codes only the fusion knows then score 0).
+        self._fusion = FusedScorer(self._bundle) if fused and metadata.fusion is not None else None
         self._ready = False
         self._ready_lock = threading.Lock()
 
@@ -258,7 +261,9 @@ class OnnxPredictor:
         """Scores float32 (N, C) from the network's logits (N, C_network), fused where the bundle
         has a fused model, and what the lexicon found in each note (None without fusion)."""
         if self._fusion is None:
-            return sigmoid(logits), [None] * len(texts)
+            scores = np.zeros((len(texts), len(self._codes)), dtype=np.float32)  # (N, C)
+            scores[:, : self._n_network] = sigmoid(logits)
+            return scores, [None] * len(texts)
         scores = np.zeros((len(texts), len(self._codes)), dtype=np.float32)  # (N, C)
         found: list[NoteSignals | None] = []
         for row, (text, note_logits) in enumerate(zip(texts, logits, strict=True)):

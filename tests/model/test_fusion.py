@@ -70,3 +70,12 @@ def test_scores_and_predict_agree(fused_dir: Path) -> None:
     for row, ranked in zip(scores, predictor.predict(texts), strict=True):
         by_code = {prediction.code: prediction.score for prediction in ranked}
         assert np.allclose([by_code[code] for code in predictor.codes], row)
+
+
+def test_the_network_alone_can_be_served_from_a_fused_bundle(fused_dir: Path) -> None:
+    alone = OnnxPredictor(fused_dir, threads=1, fused=False)
+    (scores,) = alone.scores(["Paciente con apendicitis aguda y fiebre."])
+    assert scores.shape == (len(alone.codes),)
+    assert scores[-1] == 0.0  # K35.80: only the fusion can propose it
+    (ranked,) = alone.predict(["Fiebre y tos."], top_k=2)
+    assert all(h.source == "attention" for code in ranked for h in code.highlights)

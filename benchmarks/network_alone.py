@@ -1,0 +1,54 @@
+"""The network alone inside a fused bundle: its sigmoid scores over the codes it was trained on,
+evaluated exactly as `plant-icd evaluate` evaluates a bundle (same metrics, same label space
+padding for codes it cannot predict), so the ablation table's network row and fused row come
+from one bundle. Prints one JSON line of metrics. Usage:
+
+    python benchmarks/network_alone.py --model bundles/demo-d-es --codes D --lang es
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from model.runtime import OnnxPredictor, sigmoid
+from training.corpora.codiesp import locate_codiesp
+from training.datasets import CorpusSpec
+from training.evaluate import gold_matrix
+from training.metric_report import evaluate_all
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--codes", default="D", choices=["D", "P"])
+    parser.add_argument("--lang", default="es", choices=["es", "en"])
+    parser.add_argument("--path", type=Path, default=None)
+    args = parser.parse_args()
+    spec = CorpusSpec("codiesp", str(locate_codiesp(args.path)), lang=args.lang, codes=args.codes)
+    dev = spec.load("dev")
+    predictor = OnnxPredictor(args.model)
+    metadata = predictor.metadata
+    network_codes = list(predictor.codes)[: metadata.n_network_codes]
+    logits, _ = predictor._run(predictor.tokenize([doc.text for doc in dev]), False)
+    unknown = sorted({c for doc in dev for c in doc.codes} - set(network_codes))
+    label_space = network_codes + unknown
+    scores = np.full((len(dev), len(label_space)), -1.0, dtype=np.float32)
+    scores[:, : len(network_codes)] = sigmoid(logits)
+    counts = list(metadata.train_code_counts[: len(network_codes)]) + [0] * len(unknown)
+    report = evaluate_all(
+        gold_matrix(dev, label_space),
+        scores,
+        0.5,
+        np.asarray(counts),
+        label_space,
+        rank_depth=len(network_codes),
+    )
+    print(json.dumps({"ranking": f"network-alone-{args.model.name}", **report.as_dict()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -96,16 +96,9 @@ def record_predictions(
                 score=code.score,
                 above_threshold=code.above_threshold,
                 threshold=thresholds.get(code.code),
+                # Offsets, weight, source and flags; never the text (cut from the note when shown).
                 highlights=[
-                    {
-                        "start": span.start,
-                        "end": span.end,
-                        "weight": span.weight,
-                        "source": span.source,
-                        "negated": span.negated,
-                        "hypothetical": span.hypothetical,
-                        "family": span.family,
-                    }
+                    {key: value for key, value in asdict(span).items() if key != "text"}
                     for span in code.highlights
                 ],
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -69,19 +70,7 @@ def fresh_prediction(
                 rank=code.rank,
                 above_threshold=code.above_threshold,
                 threshold=stored.threshold,
-                highlights=[
-                    HighlightOut(
-                        start=h.start,
-                        end=h.end,
-                        text=h.text,
-                        weight=h.weight,
-                        source=h.source,
-                        negated=h.negated,
-                        hypothetical=h.hypothetical,
-                        family=h.family,
-                    )
-                    for h in code.highlights
-                ],
+                highlights=[HighlightOut(**asdict(h)) for h in code.highlights],
             )
             # The row's codes are these codes, in rank order; the row holds each threshold.
             for code, stored in zip(ranked, row.codes, strict=True)
@@ -99,17 +88,12 @@ def _stored_code(row: PredictedCode, note_text: str | None) -> CodeOut:
         rank=row.rank,
         above_threshold=row.above_threshold,
         threshold=row.threshold,
+        # A stored span is a Highlight without its text (crud.py); rows recorded before evidence
+        # had a source or flags take the schema's defaults (attention, unflagged).
         highlights=[
             HighlightOut(
-                start=int(span["start"]),
-                end=int(span["end"]),
+                **span,
                 text=None if note_text is None else note_text[span["start"] : span["end"]],
-                weight=float(span["weight"]),
-                # Rows recorded before evidence had a source came from attention only.
-                source=span.get("source", "attention"),
-                negated=bool(span.get("negated", False)),
-                hypothetical=bool(span.get("hypothetical", False)),
-                family=bool(span.get("family", False)),
             )
             for span in row.highlights
         ],

@@ -138,6 +138,21 @@ def _validated(model: type[BaseModel], raw: dict[str, Any], root: str) -> BaseMo
             message = _message(item)
             problems.append(Problem(message, fhir_path(root, loc), code=_issue_for(item)))
         raise FhirError(422, problems) from None
+    except (TypeError, KeyError) as error:
+        # fhir.resources looks contained resources up by their resourceType before pydantic
+        # validates them: a resourceType that is not a known type's name fails there, not as a
+        # ValidationError (found by schemathesis: {"resourceType": {...}} inside Parameters).
+        raise FhirError(
+            422,
+            [
+                Problem(
+                    f"a contained resource has an invalid resourceType ({error}): each "
+                    "resourceType must be the name of a FHIR R4 resource, as a string",
+                    root,
+                    code="structure",
+                )
+            ],
+        ) from None
 
 
 def _message(item: Any) -> str:

@@ -473,6 +473,21 @@ BAD_FHIR = {
         },
         "Parameters.parameter[0].resource.content[0].attachment.contentType",
     ),
+    # Found by schemathesis: fhir.resources raised TypeError/KeyError (a 500) on these.
+    "a contained resourceType that is not a string": (
+        {
+            "resourceType": "Parameters",
+            "parameter": [{"name": "document", "resource": {"resourceType": {"a": 1}}}],
+        },
+        "Parameters",
+    ),
+    "a contained resourceType that names no resource": (
+        {
+            "resourceType": "Parameters",
+            "parameter": [{"name": "document", "resource": {"resourceType": "NotAResource"}}],
+        },
+        "Parameters",
+    ),
 }
 
 

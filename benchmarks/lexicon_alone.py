@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 
-from model.lexicon import links_by_code
+from model.lexicon import links_by_code, noisy_or
 from training.corpora.codiesp import locate_codiesp
 from training.datasets import CorpusSpec, code_counts
 from training.evaluate import gold_matrix
@@ -38,7 +37,7 @@ def lexicon_scores(spec: CorpusSpec) -> tuple[np.ndarray, np.ndarray, list[str],
     scores = np.zeros((len(dev), len(codes)), dtype=np.float32)
     for row, document in enumerate(dev):
         for code, pairs in links_by_code(lexicon.find(document.text)).items():
-            scores[row, column[code]] = 1.0 - math.prod(1.0 - link.weight for _, link in pairs)
+            scores[row, column[code]] = noisy_or(link.weight for _, link in pairs)
     train_counts = np.array([counts.get(code, 0) for code in codes])
     return scores, gold_matrix(dev, codes), codes, train_counts
 

@@ -17,9 +17,9 @@ import onnxruntime as ort
 
 from model.bundle import Bundle, BundleError
 from model.context import ContextFlags, ContextRules
-from model.lexicon import SOURCES, Match, MentionLexicon, MentionLink, links_by_code
+from model.lexicon import SOURCES, Match, MentionLexicon, MentionLink, links_by_code, noisy_or
 from model.neighbours import CodeVotes, NeighbourIndex
-from model.prediction import Highlight
+from model.prediction import Highlight, sigmoid
 
 _SOURCE_FEATURES = (
     "noisy_or",
@@ -69,7 +69,7 @@ def _source_features(pairs: Sequence[tuple[Match, MentionLink]], code_notes: int
     best = max(range(len(pairs)), key=lambda i: weights[i])
     best_match, best_link = pairs[best]
     return [
-        1.0 - math.prod(1.0 - w for w in weights),
+        noisy_or(weights),
         weights[best],
         float(len(pairs)),
         math.log1p(best_link.support),
@@ -128,7 +128,7 @@ class FeatureBuilder:
         lexical: dict[str, float] = {}
         for source_pairs in by_code.values():
             for code, pairs in source_pairs.items():
-                score = 1.0 - math.prod(1.0 - link.weight for _, link in pairs)
+                score = noisy_or(link.weight for _, link in pairs)
                 lexical[code] = max(lexical.get(code, 0.0), score)
         best_in_category: dict[str, list[tuple[float, str]]] = {}
         for code, score in lexical.items():
@@ -188,10 +188,6 @@ class Combiner:
         return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
-def _sigmoid(values: np.ndarray) -> np.ndarray:
-    return (0.5 * (1.0 + np.tanh(0.5 * values.astype(np.float64)))).astype(np.float32)
-
-
 class FusedScorer:
     """The fused model of a bundle: branches and combiner, scoring the bundle's whole label space.
 
@@ -243,11 +239,11 @@ class FusedScorer:
                 for code, column in zip(candidates, columns.tolist(), strict=True)
                 if column < self._n_network
             }
-        fused = _sigmoid(self._combiner.margins(self._builder.rows(signals, candidates, network)))
+        fused = sigmoid(self._combiner.margins(self._builder.rows(signals, candidates, network)))
         floor = float(fused.min()) if len(fused) else 1.0
         scores = np.zeros(len(self._codes), dtype=np.float32)  # (C,)
         # Below every candidate, in the network's order: half the lowest candidate's score.
-        scores[: self._n_network] = 0.5 * floor * _sigmoid(logits)
+        scores[: self._n_network] = 0.5 * floor * sigmoid(logits)
         scores[columns] = fused
         return scores, signals
 

@@ -9,6 +9,7 @@ a source the longest match at a position wins, and a match inside a longer one i
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +186,11 @@ class MentionLexicon:
     @classmethod
     def load(cls, path: Path) -> MentionLexicon:
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def noisy_or(weights: Iterable[float]) -> float:
+    """The chance that at least one of independent mentions means the code: 1 - prod(1 - w)."""
+    return 1.0 - math.prod(1.0 - weight for weight in weights)
 
 
 def links_by_code(matches: Iterable[Match]) -> dict[str, list[tuple[Match, MentionLink]]]:

@@ -11,6 +11,14 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Logistic function without overflow for large |x|: 1/(1+e^-x) = (1 + tanh(x/2)) / 2.
+
+    float32 out: how the network's logits and the combiner's margins become scores."""
+    return (0.5 * (1.0 + np.tanh(0.5 * logits.astype(np.float64)))).astype(np.float32)
+
+
 HighlightSource = Literal["lexicon", "attention"]
 
 

@@ -24,17 +24,12 @@ from model.highlights import (
     merge_evidence,
 )
 from model.metadata import GRAPH_INPUTS, GRAPH_OUTPUTS
-from model.prediction import CodePrediction, Highlight
+from model.prediction import CodePrediction, Highlight, sigmoid
 from model.thresholds import Thresholds
 from model.tokenizer import NoteTokenizer, TokenizedNote
 
 # Short and bilingual, like the notes served; it exercises tokenizer, graph and highlights.
 WARM_UP_NOTE = "Patient admitted with fever and cough. Paciente con fiebre y tos."
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Logistic function without overflow for large |x|: 1/(1+e^-x) = (1 + tanh(x/2)) / 2."""
-    return (0.5 * (1.0 + np.tanh(0.5 * logits.astype(np.float64)))).astype(np.float32)
 
 
 def best_first(scores: np.ndarray, k: int | None = None) -> np.ndarray:

@@ -24,7 +24,7 @@ from model.bundle import (
     read_model_metadata,
     write_baseline,
 )
-from model.prediction import CodePrediction
+from model.prediction import CodePrediction, sigmoid
 
 
 @dataclass
@@ -120,7 +120,7 @@ class TfidfBaseline:
             return np.zeros((0, len(self.metadata.codes)), dtype=np.float32)
         features = self.vectorizer.transform(texts)  # (N, F) sparse
         logits = np.asarray(features @ self.weights) + self.bias  # (N, C)
-        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        return sigmoid(logits)
 
     def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[list[CodePrediction]]:
         scores = self.scores(texts)

@@ -178,7 +178,6 @@ def fit_combiner(rows: FusionRows, settings: FusionSettings, *, seed: int = 13) 
     data = lightgbm.Dataset(rows.features, label=rows.labels, feature_name=list(FEATURES))
     if params["objective"] == "lambdarank":
         # Rows of one note are contiguous (out_of_fold_rows keeps them together).
-        _, sizes = np.unique(rows.note_index, return_counts=True)
         starts = np.flatnonzero(np.r_[True, rows.note_index[1:] != rows.note_index[:-1]])
         sizes = np.diff(np.r_[starts, len(rows.note_index)])
         data.set_group(sizes)

@@ -26,17 +26,10 @@ MIN_SCORE = 0.35
 Bead = tuple[list[int], list[int]]  # Spanish sentence indices, English line indices
 
 
-def spanish_sentences(text: str) -> list[tuple[int, int]]:
-    """[start, end) of each sentence of the Spanish text."""
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """[start, end) of each sentence. Used for both texts: the English reader joins the
+    translation's lines with single spaces, so its lines are recovered from sentence ends."""
     return [(m.start(), m.end()) for m in _SENTENCE.finditer(text) if m.group().strip()]
-
-
-def english_lines(text: str) -> list[tuple[int, int]]:
-    """[start, end) of each line of the English text as the reader joined them (single spaces).
-
-    The reader joins the file's non-blank lines with one space; the original line breaks are
-    gone, so lines are recovered from the translation's sentence ends."""
-    return spanish_sentences(text)
 
 
 def align_sentences(source: Sequence[int], target: Sequence[int]) -> list[Bead]:
@@ -124,8 +117,8 @@ def sentence_beads(
     spanish: Document, english: Document
 ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """Aligned ([start, end) in Spanish, [start, end) in English) segments of one note."""
-    source = spanish_sentences(spanish.text)
-    target = english_lines(english.text)
+    source = sentence_spans(spanish.text)
+    target = sentence_spans(english.text)
     beads = align_sentences([e - s for s, e in source], [e - s for s, e in target])
     segments = []
     for source_ids, target_ids in beads:

@@ -18,6 +18,7 @@ from model.thresholds import DEFAULT_MIN_POSITIVES, Thresholds, ThresholdsInfo
 from training.datasets import CorpusSpec, code_counts, code_entries
 from training.evaluate import evaluate_predictor, json_safe, known_gold_matrix
 from training.final import FinalReference
+from training.fold_networks import fold_network_logits
 from training.fusion import FittedFusion, fit_fusion
 from training.stages import RunState
 from training.thresholds import tune_thresholds
@@ -93,13 +94,15 @@ class Fuse:
         if not state.fusion:
             return
         assert state.metadata is not None, "the export stage has not run"
+        settings = state.preset.fusion
         fused = fit_fusion(
             state.evidence_docs,
             state.spec,
-            state.preset.fusion,
+            settings,
             state.out,
             state.codes,
             seed=state.seed,
+            network_logits=fold_network_logits(state) if settings.network else None,
         )
         state.metadata = with_fusion(state.metadata, fused, state.spec)
         state.fusion_files = dict(fused.files)

@@ -32,6 +32,14 @@ from training.cli_common import (
 from training.cli_inference import evaluate, predict
 from training.console import bucket_table, console, progress_bar, summary_table, training_progress
 
+PresetOpt = Annotated[
+    str,
+    typer.Option(
+        help="demo (under 20 minutes on 2 cores), full (longer budget; the fusion reads "
+        "out-of-fold networks), paper, or tiny (tests)"
+    ),
+]
+
 app = typer.Typer(
     name="plant-icd",
     help="PLANT-ICD: train, evaluate and predict with ICD coding models.",
@@ -177,7 +185,7 @@ def train(
     codes: CodesOpt = "D",
     icd_version: IcdVersionOpt = 10,
     split_file: SplitFileOpt = None,
-    preset: Annotated[str, typer.Option(help="demo (minutes on a laptop) or paper")] = "demo",
+    preset: PresetOpt = "demo",
     plant: Annotated[
         bool, typer.Option("--plant/--no-plant", help="--no-plant trains LANT (no planting)")
     ] = True,

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from model.batching import length_batches as shared_length_batches
 from model.batching import pad_notes
 from model.nn.network import PlantClassifier
+from training.attention_loss import SpanTokens, span_attention_loss
 from training.distributed import SINGLE, DistContext, shard, wrap
 from training.metrics import map_from_scores
 from training.progress import Notify, ProgressEvent, silent
@@ -44,6 +45,9 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     patience: int = 2
     clip: float = 1.0
+    # Weight of the attention loss on the coders' evidence spans (training/attention_loss.py);
+    # 0 trains on the codes alone. Only notes with spans add to it.
+    attention_weight: float = 0.0
 
 
 @dataclass
@@ -81,6 +85,24 @@ def collate(
 
 
 @torch.no_grad()
+def predict_logits(
+    model: PlantClassifier,
+    notes: Sequence[np.ndarray],
+    batch_size: int,
+    max_tokens: int,
+    pad_id: int,
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """Logits float32 (N, C) in note order."""
+    model.eval()
+    logits = np.zeros((len(notes), model.config.n_codes), dtype=np.float32)
+    for indices in length_batches(notes, batch_size, rng=None):
+        input_ids, attention_mask = collate(notes, indices, max_tokens, pad_id, device)
+        batch_logits, _ = model(input_ids, attention_mask)  # (B, C)
+        logits[indices] = batch_logits.cpu().numpy()
+    return logits
+
+
 def predict_scores(
     model: PlantClassifier,
     notes: Sequence[np.ndarray],
@@ -90,13 +112,8 @@ def predict_scores(
     device: torch.device | None = None,
 ) -> np.ndarray:
     """Sigmoid scores (N, C) in note order."""
-    model.eval()
-    scores = np.zeros((len(notes), model.config.n_codes), dtype=np.float32)
-    for indices in length_batches(notes, batch_size, rng=None):
-        input_ids, attention_mask = collate(notes, indices, max_tokens, pad_id, device)
-        logits, _ = model(input_ids, attention_mask)  # (B, C)
-        scores[indices] = torch.sigmoid(logits).cpu().numpy()
-    return scores
+    logits = predict_logits(model, notes, batch_size, max_tokens, pad_id, device)
+    return torch.sigmoid(torch.from_numpy(logits)).numpy()
 
 
 def _set_trainable(model: PlantClassifier, unfreeze: str) -> None:
@@ -136,6 +153,7 @@ def _epoch(
     rng: np.random.Generator,
     on_batch: Callable[[float], None],
     ctx: DistContext,
+    spans: Sequence[Sequence[SpanTokens]] | None = None,
 ) -> float:
     # Under torchrun every rank draws the same shuffled batch order (same seed) and takes its
     # own share; DDP averages the gradients.
@@ -147,8 +165,12 @@ def _epoch(
             notes, indices, config.max_tokens, model.config.pad_id, ctx.device
         )
         target = torch.from_numpy(labels[indices].astype(np.float32)).to(ctx.device)  # (B, C)
-        logits, _ = trained(input_ids, attention_mask)  # (B, C)
+        logits, attention = trained(input_ids, attention_mask)  # (B, C), (B, C, T)
         loss = F.binary_cross_entropy_with_logits(logits, target)
+        if spans is not None and config.attention_weight > 0:
+            on_spans = span_attention_loss(attention, [spans[i] for i in indices.tolist()])
+            if on_spans is not None:
+                loss = loss + config.attention_weight * on_spans
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(
@@ -171,10 +193,12 @@ def run_stage(
     *,
     seed: int = 13,
     select_on_dev: bool = True,
+    train_spans: Sequence[Sequence[SpanTokens]] | None = None,
 ) -> StageReport:
     """Train one stage in place (`training.trainer`: early stop, save-best) and leave the model
     at its best dev epoch. `select_on_dev=False` (a final refit: dev notes are training notes)
-    runs exactly `stage.epochs` epochs, scores nothing and keeps the last."""
+    runs exactly `stage.epochs` epochs, scores nothing and keeps the last. `train_spans` (per
+    training note, `training.attention_loss.span_token_targets`) adds the attention loss."""
     started = time.perf_counter()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -196,7 +220,9 @@ def run_stage(
         notify(ProgressEvent(stage.name, step, total, {**status, "loss": loss}))
 
     def train_epoch(epoch: int) -> float:
-        return _epoch(model, train_notes, train_labels, optimizer, config, rng, on_batch, ctx)
+        return _epoch(
+            model, train_notes, train_labels, optimizer, config, rng, on_batch, ctx, train_spans
+        )
 
     def dev_map() -> float:
         # Every rank scores the whole dev split: the parameters are identical after the

@@ -48,6 +48,10 @@ class FusionSettings:
     learning_rate: float = 0.05
     min_rows_in_leaf: int = 20
     lightgbm: dict[str, Any] = field(default_factory=dict)
+    # The combiner reads the network's logit, fitted on out-of-fold networks (one per fold,
+    # training/fold_networks.py: k more fine-tunings, so the `full` preset only).
+    network: bool = False
+    network_candidates: int = 0  # the network's top codes added to each note's candidates
 
 
 @dataclass
@@ -142,7 +146,7 @@ def out_of_fold_rows(
         scored = [documents[i] for i in held_out.tolist()]
         builder = build_features(kept, settings, catalogue, context)
         network = network_logits(kept, scored) if network_logits is not None else None
-        parts.append(score_rows(builder, scored, network))
+        parts.append(score_rows(builder, scored, network, settings.network_candidates))
         positions.append(held_out)
     return FusionRows(
         np.concatenate([part.features for part in parts]),
@@ -329,15 +333,19 @@ def fit_fusion(
     network_codes: Sequence[str],
     *,
     seed: int,
+    network_logits: NetworkLogits | None = None,
 ) -> FittedFusion:
     """Fit the combiner out of fold, then write the branches built on every training note
-    (`train_docs` as `fusion_documents` returns them: with spans in the notes' language)."""
+    (`train_docs` as `fusion_documents` returns them: with spans in the notes' language).
+    `network_logits` (out-of-fold networks) lets the combiner read the network's logit."""
     started = time.perf_counter()
     documents = list(train_docs)
     catalogue = corpus_catalogue(spec) if settings.catalogue else None
     language = spec.lang if spec.lang in LANGUAGES else None
     context = ContextRules.for_language(language) if language else None
-    rows = out_of_fold_rows(documents, settings, catalogue, context=context, seed=seed)
+    rows = out_of_fold_rows(
+        documents, settings, catalogue, network_logits, context=context, seed=seed
+    )
     booster = fit_combiner(rows, settings, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {
@@ -354,8 +362,8 @@ def fit_fusion(
         "files": {},
         "features": list(FEATURES),
         "context_language": language,
-        "network_candidates": 0,
-        "uses_network": False,
+        "network_candidates": settings.network_candidates if network_logits else 0,
+        "uses_network": network_logits is not None,
         "report": {
             "folds": settings.folds,
             "rows": len(rows.labels),

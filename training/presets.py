@@ -66,6 +66,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 max_tokens=256,
                 layer_lr_decay=1.0,
                 patience=20,
+                attention_weight=0.5,  # exercises the attention loss wherever tests train
             ),
             fusion=FusionSettings(folds=2, catalogue=False, rounds=20, min_rows_in_leaf=2),
         ),
@@ -95,6 +96,34 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 batch_size=8,
                 max_tokens=2048,
             ),
+        ),
+        # The demo's network with a longer budget: more LM pretraining on the background notes,
+        # more fine-tuning epochs, and a combiner that reads the network's logit through one
+        # out-of-fold network per fusion fold (training/fold_networks.py). Hours on 2 CPU cores
+        # (docs/BENCHMARKS.md); minutes on a GPU.
+        "full": Preset(
+            name="full",
+            vocab_size=8000,
+            network={
+                "embedding_dropout": 0.0,
+                "input_dropout": 0.1,
+                "hidden_dropout": 0.05,
+                "weight_dropout": 0.1,
+                "output_dropout": 0.05,
+            },
+            lm=LMConfig(epochs=3, bptt=32, batch_size=8, lr=3e-3),
+            l2r=L2RConfig(),
+            finetune=FinetuneConfig(
+                stages=[
+                    StageConfig("decoder", "decoder", epochs=10, lr=3e-3),
+                    StageConfig("top", "top", epochs=3, lr=1e-3),
+                    StageConfig("all", "all", epochs=4, lr=5e-4),
+                ],
+                batch_size=8,
+                max_tokens=2048,
+                patience=3,
+            ),
+            fusion=FusionSettings(network=True, network_candidates=10),
         ),
         # The AWD-LSTM of ULMFiT/PLANT (fastai's dropouts and bptt 72), the paper's decoder sizes.
         "paper": Preset(

@@ -25,6 +25,7 @@ from model.nn.config import PlantConfig
 from model.nn.encoders import AWDLSTMLanguageModel, position_limit
 from model.nn.network import PlantClassifier
 from model.tokenizer import NoteTokenizer
+from training.attention_loss import SpanTokens, span_token_targets, targets_digest
 from training.corpora.base import Document
 from training.datasets import CorpusSpec
 from training.distributed import DistContext, barrier
@@ -125,7 +126,7 @@ def _code(stage: Stage) -> str:
     return code_digest(type(stage), *stage.code)
 
 
-def _tokenize(tokenizer: NoteTokenizer, documents: Sequence[Document]) -> list[np.ndarray]:
+def tokenize_documents(tokenizer: NoteTokenizer, documents: Sequence[Document]) -> list[np.ndarray]:
     return [note.ids for note in tokenizer.encode_batch([doc.text for doc in documents])]
 
 
@@ -180,8 +181,8 @@ class TrainTokenizer:
             branches=("laat", "planted", "static") if state.plant else ("laat", "planted"),
             **fields,
         )
-        state.train_notes = _tokenize(tokenizer, state.train_docs)
-        state.dev_notes = _tokenize(tokenizer, state.dev_docs)
+        state.train_notes = tokenize_documents(tokenizer, state.train_docs)
+        state.dev_notes = tokenize_documents(tokenizer, state.dev_docs)
 
 
 class PretrainLanguageModel:
@@ -211,7 +212,7 @@ class PretrainLanguageModel:
         seed_everything(state.seed)
         language_model = AWDLSTMLanguageModel(state.config.encoder).to(state.ctx.device)
         background = state.unlabelled[len(state.train_docs) :]
-        notes = state.train_notes + _tokenize(state.tokenizer, background)
+        notes = state.train_notes + tokenize_documents(state.tokenizer, background)
         report = pretrain_language_model(
             language_model,
             notes,
@@ -280,17 +281,25 @@ class FineTune:
     the codes' training prevalence; then fine-tuning stage by stage, each cached."""
 
     name = "classifier"
-    code = ("training.finetune", "training.trainer", "model.nn.network", "model.batching")
+    code = (
+        "training.finetune",
+        "training.trainer",
+        "training.attention_loss",
+        "model.nn.network",
+        "model.batching",
+    )
 
     def run(self, state: RunState) -> None:
         classifier = self._initial(state)
         train_labels = gold_matrix(state.train_docs, state.codes)
         dev_labels = known_gold_matrix(state.dev_docs, state.codes)
         config = state.config.to_dict()
+        spans = self._span_targets(state)
         key = stage_key(
             state.lm_key,
             state.l2r_key if state.plant else "lant",
             asdict(state.config),
+            targets_digest(spans) if spans is not None else "no-attention-loss",
             _code(self),
         )
         finetune = state.preset.finetune
@@ -318,6 +327,7 @@ class FineTune:
                         ctx=state.ctx,
                         seed=state.seed,
                         select_on_dev=state.final is None,
+                        train_spans=spans,
                     )
                 )
                 if state.ctx.is_main:
@@ -330,6 +340,16 @@ class FineTune:
             state.seconds[f"{self.name}/{step.name}"] = perf_counter() - started
         state.reports[self.name] = reports
         state.classifier = classifier
+
+    @staticmethod
+    def _span_targets(state: RunState) -> list[list[SpanTokens]] | None:
+        """The attention loss's targets, where the preset weighs it and the notes have spans."""
+        weighted = state.preset.finetune.attention_weight > 0
+        if not (weighted and state.evidence and any(doc.spans for doc in state.evidence_docs)):
+            return None
+        return span_token_targets(
+            state.evidence_docs, state.tokenizer, state.codes, state.preset.max_tokens
+        )
 
     def _initial(self, state: RunState) -> PlantClassifier:
         seed_everything(state.seed)

@@ -1,0 +1,79 @@
+"""Out-of-fold network logits, so the fusion combiner may read the network (the `full` preset).
+
+The combiner can weigh the network's logit honestly only if every training row's logit comes from
+a network that never saw that row's note. For each fold of the fusion's k-fold split, a network is
+trained on the other folds with the run's own recipe, and it scores the held-out notes:
+
+* the tokenizer and the pretrained LM are the run's own (both are label-free);
+* mutual information, the L2R planting (from the kept notes' evidence) and fine-tuning use the
+  kept notes only, with the label space of the run, so a logit column means the same code;
+* fine-tuning runs the epoch counts the run's own network selected on dev, like a final refit
+  (no split is scored to stop early).
+
+Each fold's stages go through the stage cache under keys of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from itertools import count
+from typing import Any
+
+from training.corpora.base import Document
+from training.final import FinalReference
+from training.finetune import predict_logits
+from training.fusion import NetworkLogits
+from training.stage_cache import stage_key
+from training.stages import FineTune, MutualInformation, RankTokens, RunState, tokenize_documents
+
+
+def selected_epochs(reports: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Fine-tuning stage -> the epoch the run's network kept (at least 1)."""
+    return {report["name"]: max(1, int(report["best_epoch"])) for report in reports}
+
+
+def fold_state(state: RunState, kept: Sequence[Document], fold: int) -> RunState:
+    """A copy of the run's state that trains on `kept` alone, cached under the fold's keys."""
+    ids = sorted(document.id for document in kept)
+    epochs = selected_epochs(state.reports["classifier"])
+    return replace(
+        state,
+        train_docs=list(kept),
+        evidence_docs=list(kept),
+        train_notes=tokenize_documents(state.tokenizer, kept),
+        # The MI, L2R and classifier keys derive from this one: a fold never reads the run's.
+        tokenizer_key=stage_key(state.tokenizer_key, "fold", fold, ids),
+        final=FinalReference(
+            bundle=f"fold {fold}", epochs=epochs, thresholds={}, global_threshold=0.5
+        ),
+        reports={},
+        seconds={},
+        classifier=None,
+    )
+
+
+def fold_network_logits(state: RunState) -> NetworkLogits:
+    """What `training.fusion.out_of_fold_rows` calls per fold: a network trained on the kept
+    notes gives each scored note its logit for every code of the run's label space."""
+    folds = count()
+
+    def logits(kept: Sequence[Document], scored: Sequence[Document]) -> list[dict[str, float]]:
+        sub = fold_state(state, kept, next(folds))
+        for stage in (MutualInformation(), RankTokens(), FineTune()):
+            stage.run(sub)
+        assert sub.classifier is not None
+        finetune = state.preset.finetune
+        values = predict_logits(
+            sub.classifier,
+            tokenize_documents(state.tokenizer, scored),
+            finetune.batch_size * 2,
+            finetune.max_tokens,
+            state.config.pad_id,
+            state.ctx.device,
+        )  # (len(scored), C)
+        fold = sub.final.bundle.replace(" ", "-") if sub.final else "fold"
+        state.seconds.update({f"fusion/{fold}/{key}": value for key, value in sub.seconds.items()})
+        return [dict(zip(state.codes, row.tolist(), strict=True)) for row in values]
+
+    return logits

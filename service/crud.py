@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Select, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, defer, raiseload, selectinload, sessionmaker
 
-from model.prediction import CodePrediction
+from model.prediction import CodePrediction, Highlight
 from service.db.models import FeedbackEvent, PredictedCode, Prediction, new_id, utc_now
 
 
@@ -41,6 +41,14 @@ class IdempotentRequest:
 
     key: str
     request_sha256: str
+
+
+def stored_highlight(span: Highlight) -> dict[str, Any]:
+    """A highlight as stored: its fields but the text (cut from the note when shown).
+
+    Highlight is flat, so its fields are read directly: `dataclasses.asdict` deep-copies every
+    value and cost more than the INSERTs (a third of recording a 10-code prediction)."""
+    return {key: value for key, value in vars(span).items() if key != "text"}
 
 
 def record_predictions(
@@ -97,10 +105,7 @@ def record_predictions(
                 above_threshold=code.above_threshold,
                 threshold=thresholds.get(code.code),
                 # Offsets, weight, source and flags; never the text (cut from the note when shown).
-                highlights=[
-                    {key: value for key, value in asdict(span).items() if key != "text"}
-                    for span in code.highlights
-                ],
+                highlights=[stored_highlight(span) for span in code.highlights],
             )
             for code in ranked
         ]

@@ -21,6 +21,7 @@ from model.catalogue import SYSTEM_LABELS, Catalogue, CodeInfo, UnknownCodeError
 from model.codes import compact
 from model.prediction import CodePrediction
 from model.runtime import OnnxPredictor
+from model.tokenizer import NoteTokenizer
 from service.core.metrics import Metrics
 
 
@@ -54,11 +55,16 @@ class InferenceResult:
     abstentions: list[str | None]
 
 
+def _is_known_word(tokenizer: NoteTokenizer, token_id: int, piece: str) -> bool:
+    # Punctuation, digits and unknown pieces (<unk>, e.g. a script the tokenizer never saw)
+    # carry no clinical evidence.
+    return token_id != tokenizer.unk_id and any(ch.isalpha() for ch in piece)
+
+
 def known_word_tokens(predictor: OnnxPredictor, texts: Sequence[str]) -> list[int]:
     """Per note, the tokens the graph reads that the vocabulary knows and that hold a letter.
 
-    Punctuation, digits and unknown pieces (<unk>, e.g. a script the tokenizer never saw) carry
-    no clinical evidence, so a note made of them is not one the model can code.
+    A note made only of punctuation, digits and unknown pieces is not one the model can code.
     """
     tokenizer = predictor.tokenizer
     counts = []
@@ -69,10 +75,41 @@ def known_word_tokens(predictor: OnnxPredictor, texts: Sequence[str]) -> list[in
             sum(
                 1
                 for token_id, (start, end) in spans
-                if token_id != tokenizer.unk_id and any(ch.isalpha() for ch in text[start:end])
+                if _is_known_word(tokenizer, token_id, text[start:end])
             )
         )
     return counts
+
+
+# The abstention check reads this much of a note first: nearly every note shows
+# `min_note_tokens` known words in it, and only one that does not is tokenized whole.
+KNOWN_WORDS_PREFIX_CHARS = 1000
+
+
+def shows_known_words(predictor: OnnxPredictor, text: str, floor: int) -> bool:
+    """True when the first KNOWN_WORDS_PREFIX_CHARS characters of `text`, cut at white space,
+    already hold `floor` known word tokens (False: not shown there; count the whole note).
+
+    Cut just before a white-space character, the prefix's tokens are the note's first tokens:
+    every pre-tokenizer the bundles use (white space and punctuation splits, byte-level) ends a
+    piece at white space, and the normalizer works per character. So a prefix with `floor` known
+    word tokens among its first max_tokens means the note has them too.
+    """
+    cut = (
+        text.rfind(" ", 0, KNOWN_WORDS_PREFIX_CHARS)
+        if len(text) > KNOWN_WORDS_PREFIX_CHARS
+        else len(text)
+    )
+    if cut <= 0:
+        return False
+    tokenizer = predictor.tokenizer
+    note = tokenizer.encode(text[:cut], max_tokens=predictor.max_tokens)
+    found = 0
+    for token_id, (start, end) in zip(note.ids.tolist(), note.offsets.tolist(), strict=True):
+        found += _is_known_word(tokenizer, token_id, text[start:end])
+        if found >= floor:
+            return True
+    return False
 
 
 def abstain_below(
@@ -221,13 +258,29 @@ class InferenceService:
             self._release(cost)
         abstentions: list[str | None] = [None] * len(predictions)
         if self.min_note_tokens > 0:
-            counts = await anyio.to_thread.run_sync(known_word_tokens, self.predictor, texts)
-            predictions, abstentions = abstain_below(predictions, counts, self.min_note_tokens)
+            predictions, abstentions = await self._abstain(texts, predictions)
         self.metrics.inference_latency.observe(elapsed)
         self.metrics.batch_size.observe(len(texts))
         for ranked in predictions:
             self.metrics.codes_per_note.observe(sum(code.above_threshold for code in ranked))
         return InferenceResult(predictions, elapsed * 1000.0, abstentions)
+
+    async def _abstain(
+        self, texts: Sequence[str], predictions: list[list[CodePrediction]]
+    ) -> tuple[list[list[CodePrediction]], list[str | None]]:
+        """`abstain_below` for the notes; a note whose first characters show enough known words
+        is decided on the event loop (a short read), only the others are counted whole on a
+        worker thread."""
+        floor = self.min_note_tokens
+        counts = [floor if shows_known_words(self.predictor, text, floor) else -1 for text in texts]
+        unsure = [index for index, count in enumerate(counts) if count < 0]
+        if unsure:
+            whole = await anyio.to_thread.run_sync(
+                known_word_tokens, self.predictor, [texts[i] for i in unsure]
+            )
+            for index, count in zip(unsure, whole, strict=True):
+                counts[index] = count
+        return abstain_below(predictions, counts, floor)
 
     # -- codes ----------------------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -70,7 +69,7 @@ def fresh_prediction(
                 rank=code.rank,
                 above_threshold=code.above_threshold,
                 threshold=stored.threshold,
-                highlights=[HighlightOut(**asdict(h)) for h in code.highlights],
+                highlights=[HighlightOut(**vars(h)) for h in code.highlights],
             )
             # The row's codes are these codes, in rank order; the row holds each threshold.
             for code, stored in zip(ranked, row.codes, strict=True)

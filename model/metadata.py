@@ -76,6 +76,7 @@ class TrainingInfo(TypedDict, total=False):
     seed: int
     preset: str
     plant: bool
+    attention_weight: float  # the attention loss's weight on evidence spans (0: none)
     seconds: dict[str, float] | float
     stages: list[str]
     lm: dict[str, Any]

@@ -46,7 +46,12 @@ def untuned_metadata(state: RunState) -> BundleMetadata:
         top_k_export=state.config.top_k_export,
         train_code_counts=[counts[code] for code in codes],
         corpus=spec.corpus_info(state.train_split, state.train_docs),
-        training={"preset": state.preset_name, "plant": state.plant, "seed": state.seed},
+        training={
+            "preset": state.preset_name,
+            "plant": state.plant,
+            "seed": state.seed,
+            "attention_weight": state.preset.finetune.attention_weight,
+        },
         package_versions=package_versions(RECORDED_PACKAGES),
     )
 

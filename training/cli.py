@@ -39,6 +39,12 @@ PresetOpt = Annotated[
         "out-of-fold networks), paper, or tiny (tests)"
     ),
 ]
+AttentionWeightOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="weight of the attention loss on the coders' evidence spans (default: the preset's)"
+    ),
+]
 
 app = typer.Typer(
     name="plant-icd",
@@ -186,6 +192,7 @@ def train(
     icd_version: IcdVersionOpt = 10,
     split_file: SplitFileOpt = None,
     preset: PresetOpt = "demo",
+    attention_weight: AttentionWeightOpt = None,
     plant: Annotated[
         bool, typer.Option("--plant/--no-plant", help="--no-plant trains LANT (no planting)")
     ] = True,
@@ -239,6 +246,7 @@ def train(
         seed=seed,
         work_dir=work_dir,
         encoder_dir=encoder_dir,
+        attention_weight=attention_weight,
     )
     try:
         if not ctx.is_main:

@@ -11,7 +11,7 @@ bundle. The stages live in training/stages.py (network) and training/bundling.py
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from training.distributed import SINGLE, DistContext
 from training.final import read_final_reference
 from training.fusion import fusion_documents
 from training.metric_report import MetricReport
-from training.presets import preset
+from training.presets import Preset, preset
 from training.progress import Notify, silent
 from training.stage_cache import StageCache, stage_key
 from training.stages import (
@@ -66,6 +66,7 @@ class TrainOptions:
     # A train-only bundle of the same preset and seed: refit on train + dev with the epoch counts
     # it selected on dev and the thresholds it tuned there (`plant-icd train --final`).
     final_from: Path | None = None
+    attention_weight: float | None = None  # overrides the preset's attention-loss weight
 
 
 @dataclass
@@ -98,7 +99,7 @@ def start_run(options: TrainOptions, notify: Notify, ctx: DistContext) -> RunSta
         spec=spec,
         out=options.out,
         preset_name=options.preset,
-        preset=preset(options.preset),
+        preset=with_attention_weight(preset(options.preset), options.attention_weight),
         seed=options.seed,
         plant=options.plant,
         fusion=options.fusion,
@@ -117,6 +118,15 @@ def start_run(options: TrainOptions, notify: Notify, ctx: DistContext) -> RunSta
         corpus_key=stage_key(fingerprint(train_docs), fingerprint(unlabelled), options.seed),
         final=final,
     )
+
+
+def with_attention_weight(chosen: Preset, weight: float | None) -> Preset:
+    """The preset, with its attention-loss weight replaced when `weight` is given."""
+    if weight is None:
+        return chosen
+    if not weight >= 0:
+        raise ValueError(f"the attention weight must be 0 or more, got {weight}")
+    return replace(chosen, finetune=replace(chosen.finetune, attention_weight=weight))
 
 
 def run_stages(state: RunState, stages: tuple[Stage, ...]) -> None:

@@ -135,3 +135,15 @@ def test_training_with_the_loss_puts_more_attention_inside_the_spans(
         )
         masses[weight] = _mass_inside(model, notes, targets)
     assert masses[1.0] > masses[0.0] + 0.05, masses
+
+
+def test_the_command_line_weight_replaces_the_presets() -> None:
+    from training.plant import with_attention_weight
+    from training.presets import preset
+
+    demo = preset("demo")
+    assert with_attention_weight(demo, None) is demo
+    assert with_attention_weight(demo, 0.25).finetune.attention_weight == 0.25
+    assert with_attention_weight(demo, 0.25).finetune.stages == demo.finetune.stages
+    with pytest.raises(ValueError, match="0 or more"):
+        with_attention_weight(demo, -1.0)

@@ -63,6 +63,7 @@ def test_bundle_is_complete_and_loads(trained: dict[str, Path]) -> None:
     assert set(metadata["training"]["seconds"]) >= {"tokenizer", "lm", "mi", "l2r", "export"}
     assert metadata["training"]["l2r"]["heldout_ndcg"] > metadata["training"]["l2r"]["random_ndcg"]
     assert metadata["config"]["branches"] == ["laat", "planted", "static"]
+    assert metadata["training"]["attention_weight"] == 0.5  # the tiny preset's
     assert bundle.graph_path.is_file()
     assert all(entry["description"] for entry in metadata["codes"])
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, exists, func, or_, select, update
+from sqlalchemy import Select, Table, and_, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session, defer, raiseload, selectinload, sessionmaker
 
 from model.prediction import CodePrediction, Highlight
@@ -51,6 +51,23 @@ def stored_highlight(span: Highlight) -> dict[str, Any]:
     return {key: value for key, value in vars(span).items() if key != "text"}
 
 
+def _table(model: type[Prediction] | type[PredictedCode]) -> Table:
+    return model.metadata.tables[model.__tablename__]
+
+
+@dataclass(frozen=True)
+class RecordedPrediction:
+    """A prediction as just committed: what its answer needs (the rows are not read back)."""
+
+    id: str
+    created_at: datetime
+    note_id: str | None
+    encounter_id: str | None
+    model_name: str
+    model_version: str
+    thresholds: tuple[float | None, ...]  # per ranked code, in rank order
+
+
 def record_predictions(
     session: Session,
     *,
@@ -64,59 +81,79 @@ def record_predictions(
     thresholds: Mapping[str, float | None] | None = None,
     abstentions: Sequence[str | None] | None = None,
     idempotency: IdempotentRequest | None = None,
-) -> list[Prediction]:
+) -> list[RecordedPrediction]:
     """Insert one prediction per note with its ranked codes, in one transaction, and commit.
 
     `thresholds` maps a code to its decision threshold, recorded with each ranked code. With
     `idempotency`, a second request with the same key by the same client fails the commit
-    (IntegrityError), so a retry can never add a second set of rows."""
+    (IntegrityError), so a retry can never add a second set of rows. Two multi-row INSERTs
+    (Core, not the ORM's unit of work: it cost more than the statements on a 10-code answer)."""
     thresholds = thresholds or {}
     abstentions = abstentions if abstentions is not None else [None] * len(notes)
     created_at = utc_now()
-    rows = []
+    recorded: list[RecordedPrediction] = []
+    prediction_rows: list[dict[str, Any]] = []
+    code_rows: list[dict[str, Any]] = []
     for position, (note, ranked, abstention) in enumerate(
         zip(notes, predictions, abstentions, strict=True)
     ):
-        row = Prediction(
-            id=new_id(),
-            created_at=created_at,
-            note_id=note.note_id,
-            encounter_id=note.encounter_id,
-            subject_reference=note.subject_reference,
-            note_text=note.text if store_note_text else None,
-            note_sha256=note_sha256(note.text),
-            note_chars=len(note.text),
-            model_name=model_name,
-            model_version=model_version,
-            top_k=note.top_k,
-            elapsed_ms=elapsed_ms,
-            client=client,
-            abstention=abstention,
-            idempotency_key=None if idempotency is None else idempotency.key,
-            request_sha256=None if idempotency is None else idempotency.request_sha256,
-            request_position=None if idempotency is None else position,
+        prediction_id = new_id()
+        prediction_rows.append(
+            {
+                "id": prediction_id,
+                "created_at": created_at,
+                "note_id": note.note_id,
+                "encounter_id": note.encounter_id,
+                "subject_reference": note.subject_reference,
+                "note_text": note.text if store_note_text else None,
+                "note_sha256": note_sha256(note.text),
+                "note_chars": len(note.text),
+                "model_name": model_name,
+                "model_version": model_version,
+                "top_k": note.top_k,
+                "elapsed_ms": elapsed_ms,
+                "client": client,
+                "abstention": abstention,
+                "idempotency_key": None if idempotency is None else idempotency.key,
+                "request_sha256": None if idempotency is None else idempotency.request_sha256,
+                "request_position": None if idempotency is None else position,
+                "delivered_at": None,
+            }
         )
-        row.codes = [
-            PredictedCode(
-                rank=code.rank,
-                code=code.code,
-                description=code.description,
-                score=code.score,
-                above_threshold=code.above_threshold,
-                threshold=thresholds.get(code.code),
+        code_rows += [
+            {
+                "prediction_id": prediction_id,
+                "rank": code.rank,
+                "code": code.code,
+                "description": code.description,
+                "score": code.score,
+                "above_threshold": code.above_threshold,
+                "threshold": thresholds.get(code.code),
                 # Offsets, weight, source and flags; never the text (cut from the note when shown).
-                highlights=[stored_highlight(span) for span in code.highlights],
-            )
+                "highlights": [stored_highlight(span) for span in code.highlights],
+            }
             for code in ranked
         ]
-        rows.append(row)
+        recorded.append(
+            RecordedPrediction(
+                id=prediction_id,
+                created_at=created_at,
+                note_id=note.note_id,
+                encounter_id=note.encounter_id,
+                model_name=model_name,
+                model_version=model_version,
+                thresholds=tuple(thresholds.get(code.code) for code in ranked),
+            )
+        )
     try:
-        session.add_all(rows)
+        session.execute(insert(_table(Prediction)), prediction_rows)
+        if code_rows:
+            session.execute(insert(_table(PredictedCode)), code_rows)
         session.commit()
     except BaseException:
         session.rollback()
         raise
-    return rows
+    return recorded
 
 
 def find_idempotent(

@@ -83,7 +83,7 @@ def known_word_tokens(predictor: OnnxPredictor, texts: Sequence[str]) -> list[in
 
 # The abstention check reads this much of a note first: nearly every note shows
 # `min_note_tokens` known words in it, and only one that does not is tokenized whole.
-KNOWN_WORDS_PREFIX_CHARS = 1000
+KNOWN_WORDS_PREFIX_CHARS = 300
 
 
 def shows_known_words(predictor: OnnxPredictor, text: str, floor: int) -> bool:

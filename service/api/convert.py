@@ -50,7 +50,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def fresh_prediction(
-    row: Prediction,
+    row: crud.RecordedPrediction,
     ranked: Sequence[CodePrediction],
     elapsed_ms: float,
     abstention: str | None = None,
@@ -68,11 +68,11 @@ def fresh_prediction(
                 score=code.score,
                 rank=code.rank,
                 above_threshold=code.above_threshold,
-                threshold=stored.threshold,
+                threshold=threshold,
                 highlights=[HighlightOut(**vars(h)) for h in code.highlights],
             )
-            # The row's codes are these codes, in rank order; the row holds each threshold.
-            for code, stored in zip(ranked, row.codes, strict=True)
+            # The recorded thresholds are these codes', in rank order.
+            for code, threshold in zip(ranked, row.thresholds, strict=True)
         ],
         abstention=abstention,
         elapsed_ms=elapsed_ms,

@@ -11,6 +11,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import torch
+
 from model.bundle import BundleMetadata, package_versions, write_bundle
 from model.metadata import CorpusInfo, FusionInfo, TrainingInfo
 from model.nn.export import export_onnx
@@ -129,12 +131,14 @@ class TuneAndEvaluate:
         if state.final is not None:
             self._carry_selections(state, state.final, OnnxPredictor(state.out).codes)
             return
-        scorer = OnnxPredictor(state.out)
+        # As many ONNX Runtime threads as torch has (OMP_NUM_THREADS where set), so training
+        # runs side by side do not each start one thread per core.
+        scorer = OnnxPredictor(state.out, threads=torch.get_num_threads())
         # Scores do not depend on thresholds: dev is scored once, for tuning and evaluation.
         dev_scores = scorer.scores([doc.text for doc in state.dev_docs])
         tuned = tune_thresholds(known_gold_matrix(state.dev_docs, list(scorer.codes)), dev_scores)
         self._write(state, replace(state.metadata, thresholds=tuned.to_json()))
-        predictor = OnnxPredictor(state.out)
+        predictor = OnnxPredictor(state.out, threads=torch.get_num_threads())
         state.evaluation = evaluate_predictor(predictor, state.dev_docs, scores=dev_scores)
         state.metadata = replace(
             predictor.metadata, dev_metrics=json_safe(state.evaluation.report.as_dict())

@@ -53,6 +53,7 @@ def build_demo_shaped_bundle(directory: Path, corpus_path: str, max_tokens: int)
     import torch
 
     from model.bundle import FORMAT_VERSION, BundleMetadata, package_versions, write_bundle
+    from model.metadata import DEFAULT_SHORTLIST_SIZE
     from model.nn.export import export_onnx
     from model.nn.network import PlantClassifier, build_config
     from model.tokenizer import NoteTokenizer
@@ -88,6 +89,8 @@ def build_demo_shaped_bundle(directory: Path, corpus_path: str, max_tokens: int)
         "dev_metrics": {},
         "training": {"stages": ["random"], "seconds": {}, "seed": 0},
         "package_versions": package_versions(["numpy", "onnxruntime", "tokenizers", "torch"]),
+        # The network's first stage is on by default: two-stage decoding at the default S.
+        "shortlist": {"size": DEFAULT_SHORTLIST_SIZE, "min_train_notes": 0},
     }
     bundle = directory / "bundle"
     write_bundle(bundle, BundleMetadata(**metadata), graph, tokenizer_path)

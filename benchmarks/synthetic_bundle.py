@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from model.bundle import FORMAT_VERSION, BundleMetadata, package_versions, write_bundle
+from model.metadata import DEFAULT_SHORTLIST_SIZE
 from model.tokenizer import NoteTokenizer
 
 NETWORKS = ("demo", "tiny")
@@ -78,6 +79,13 @@ def bundle_metadata(
         dev_metrics={},
         training={"stages": ["random"], "seconds": {}, "seed": 0},
         package_versions=package_versions(["numpy", "onnxruntime", "tokenizers", "torch"]),
+        # A network with a first stage exports two-stage decoding, at the default S (override
+        # it at load: OnnxPredictor(shortlist_size=...)).
+        shortlist=(
+            {"size": DEFAULT_SHORTLIST_SIZE, "min_train_notes": 0}
+            if config.get("first_stage")
+            else None
+        ),
     )
 
 

@@ -221,9 +221,24 @@ class FusedScorer:
         self._network_candidates = int(info["network_candidates"])
         self._uses_network = bool(info["uses_network"])
 
-    def score(self, text: str, logits: np.ndarray) -> tuple[np.ndarray, NoteSignals]:
-        """Probabilities float32 (C,) for one note from its network logits (C_network,)."""
-        signals = self._builder.signals(text)
+    def signals(self, text: str) -> NoteSignals:
+        """What the lexicon, context rules and neighbours read in one note."""
+        return self._builder.signals(text)
+
+    def candidate_columns(self, signals: NoteSignals) -> np.ndarray:
+        """The network columns (int64, ascending) of the codes the lexicon and neighbours propose
+        for a note: the runtime has the graph decode them whatever its first stage says, so
+        the combiner reads their decoded logits, as it was fitted on."""
+        columns = [self._index.get(code, -1) for code in self._builder.candidates(signals)]
+        return np.array(sorted(c for c in columns if 0 <= c < self._n_network), dtype=np.int64)
+
+    def score(
+        self, text: str, logits: np.ndarray, signals: NoteSignals | None = None
+    ) -> tuple[np.ndarray, NoteSignals]:
+        """Probabilities float32 (C,) for one note from its network logits (C_network,);
+        `signals` where the caller has read the note already (`signals`)."""
+        if signals is None:
+            signals = self._builder.signals(text)
         extra: list[str] = []
         if self._network_candidates:
             top = np.argsort(-logits, kind="stable")[: self._network_candidates]

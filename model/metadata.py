@@ -19,19 +19,30 @@ from model import codes as code_formats
 from model.codes import CodeSystem
 from model.thresholds import Thresholds, ThresholdsInfo
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 BUNDLE_KIND = "plant"
 BASELINE_KIND = "tfidf-logreg"
 # Which format versions this code reads, per kind. PLANT version 1 (no fusion, every code a
-# network output) still loads unchanged; baseline version 1 had no checksum of the pickled
-# pipeline it unpickles, so it is refused.
-READABLE_VERSIONS: dict[str, tuple[int, ...]] = {BUNDLE_KIND: (1, 2), BASELINE_KIND: (2,)}
+# network output) and 2 (no shortlist, fp32) still load unchanged and decode every code;
+# version 3 adds the shortlist (`ShortlistInfo`) and `precision`. Baseline version 1 had no
+# checksum of the pickled pipeline it unpickles, so it is refused.
+READABLE_VERSIONS: dict[str, tuple[int, ...]] = {BUNDLE_KIND: (1, 2, 3), BASELINE_KIND: (2, 3)}
 
 # The exported graph's interface (model/nn/export.py writes it, model/runtime.py reads it):
 # inputs int64 [batch, tokens]; outputs logits [batch, codes], top_codes [batch, K],
 # top_attention [batch, K, tokens].
 GRAPH_INPUTS = ("input_ids", "attention_mask")
 GRAPH_OUTPUTS = ("logits", "top_codes", "top_attention")
+# A graph with a first stage (a bundle with a `shortlist` section) also takes forced_codes bool
+# [batch, codes] (codes decoded whatever the first stage says) and shortlist_size int64 [] (S),
+# and also returns shortlist int64 [batch, S'] (the decoded codes, S' = min(codes, max(S, K,
+# most forced))) and first_stage float32 [batch, codes] (the first stage's logits).
+SHORTLIST_INPUTS = ("forced_codes", "shortlist_size")
+SHORTLIST_OUTPUTS = ("shortlist", "first_stage")
+# S of a new bundle unless its preset says otherwise; S >= the number of codes decodes them all.
+DEFAULT_SHORTLIST_SIZE = 256
+# The graph's numeric precision: fp32 as exported, int8 after `plant-icd quantize`.
+PRECISIONS = ("fp32", "int8")
 
 
 class BundleError(Exception):
@@ -52,6 +63,15 @@ class FusionInfo(TypedDict):
     network_candidates: int  # the network's top codes added to each note's candidates
     uses_network: bool  # whether the combiner reads the network logit
     report: dict[str, Any]  # out-of-fold fitting figures
+
+
+class ShortlistInfo(TypedDict):
+    """Two-stage decoding settings of a bundle whose graph has a first stage."""
+
+    size: int  # S: codes decoded per note besides the forced ones (>= codes: all of them)
+    # Codes in at least this many training notes are always decoded (0: none), with the
+    # fusion's lexicon and neighbour candidates where the bundle has a fusion section.
+    min_train_notes: int
 
 
 class _CorpusKeys(TypedDict):
@@ -85,6 +105,8 @@ class TrainingInfo(TypedDict, total=False):
     fusion: dict[str, Any]
     # A final refit (train + dev): the train-only bundle it took epochs and thresholds from.
     final: dict[str, Any]
+    # `plant-icd quantize`: the fp32 bundle it came from and, where measured, dev MAP of both.
+    quantization: dict[str, Any]
 
 
 def _check_section(name: str, value: object, schema: type) -> None:
@@ -198,7 +220,12 @@ class ModelMetadata:
 class BundleMetadata(ModelMetadata):
     """A served PLANT bundle: the common record plus its graph, tokenizer and fusion."""
 
-    OPTIONAL: ClassVar[frozenset[str]] = ModelMetadata.OPTIONAL | {"network_codes", "fusion"}
+    OPTIONAL: ClassVar[frozenset[str]] = ModelMetadata.OPTIONAL | {
+        "network_codes",
+        "fusion",
+        "shortlist",
+        "precision",
+    }
     HASH_KEYS: ClassVar[frozenset[str]] = frozenset({"graph_sha256", "tokenizer_sha256"})
 
     kind: str = BUNDLE_KIND
@@ -210,6 +237,9 @@ class BundleMetadata(ModelMetadata):
     # lexicon or catalogue names that training never saw). None: every code is a graph output.
     network_codes: int | None = None
     fusion: FusionInfo | None = None
+    # None: the graph has no first stage and decodes every code (every bundle before version 3).
+    shortlist: ShortlistInfo | None = None
+    precision: str = "fp32"  # one of PRECISIONS
 
     @property
     def n_network_codes(self) -> int:
@@ -242,6 +272,24 @@ class BundleMetadata(ModelMetadata):
             missing = sorted(set(FusionInfo.__annotations__) - set(self.fusion))
             if missing:
                 raise BundleError(f"bundle metadata fusion lacks {missing}: re-export the bundle")
+        self._check_serving_options()
+
+    def _check_serving_options(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise BundleError(
+                f"bundle metadata precision {self.precision!r} is not one of {list(PRECISIONS)}"
+            )
+        if self.shortlist is None:
+            return
+        _check_section("shortlist", self.shortlist, ShortlistInfo)
+        size, min_notes = self.shortlist["size"], self.shortlist["min_train_notes"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (size, min_notes)):
+            raise BundleError(f"bundle metadata shortlist {self.shortlist} must hold integers")
+        if size < 1 or min_notes < 0:
+            raise BundleError(
+                f"bundle metadata shortlist size={size} must be positive and "
+                f"min_train_notes={min_notes} not negative"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

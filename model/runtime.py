@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from model.highlights import (
     extract_highlights,
     merge_evidence,
 )
-from model.metadata import GRAPH_INPUTS, GRAPH_OUTPUTS
+from model.metadata import GRAPH_INPUTS, GRAPH_OUTPUTS, SHORTLIST_INPUTS, SHORTLIST_OUTPUTS
 from model.prediction import CodePrediction, Highlight, sigmoid
 from model.thresholds import Thresholds
 from model.tokenizer import NoteTokenizer, TokenizedNote
@@ -61,6 +61,15 @@ def check_texts(texts: Sequence[str]) -> list[str]:
 
 
 @dataclass(frozen=True)
+class ShortlistRun:
+    """What two-stage decoding did with some notes (`OnnxPredictor.shortlists`)."""
+
+    first_stage: np.ndarray  # (N, C_network) float32: the first stage's logits
+    decoded: list[np.ndarray]  # per note, the network columns the decoder ran for (int64)
+    forced: list[np.ndarray]  # per note, the columns the runtime forced in (int64, ascending)
+
+
+@dataclass(frozen=True)
 class _NoteAttention:
     """The graph's evidence for one note: attention of its top K codes over the tokens read."""
 
@@ -68,11 +77,24 @@ class _NoteAttention:
     top_attention: np.ndarray  # (K, T_note) float32
 
 
+@dataclass
+class _GraphRun:
+    """The graph's answers for some notes, in note order."""
+
+    logits: np.ndarray  # (N, C_network) float32
+    attention: list[_NoteAttention] = field(default_factory=list)
+    decoded: list[np.ndarray] = field(default_factory=list)  # per note, the shortlist
+    first_stage: np.ndarray | None = None  # (N, C_network) float32, when fetched
+
+
 class OnnxPredictor:
     """`model.prediction.Predictor` over an exported PLANT bundle, CPU only.
 
     `threads` sets ONNX Runtime's intra-op threads (None: its default, one per physical core).
-    Safe to call from several threads at once: the session and tokenizer are only read.
+    `shortlist_size` overrides the bundle's S (codes decoded per note) for a bundle with a
+    shortlist, so one bundle can be served, and measured, at several S (>= the number of
+    network codes: full decoding). Safe to call from several threads at once: the session and
+    tokenizer are only read.
     """
 
     def __init__(
@@ -85,6 +107,7 @@ class OnnxPredictor:
         highlight_min_ratio: float = DEFAULT_MIN_RATIO,
         max_batch_tokens: int | None = None,
         fused: bool = True,
+        shortlist_size: int | None = None,
     ) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be a positive number or None, got {threads}")
@@ -130,16 +153,22 @@ class OnnxPredictor:
         # The fused model where the bundle has one; `fused=False` serves the network alone (for
         # ablations and latency comparisons; codes only the fusion knows then score 0).
         self._fusion = FusedScorer(self._bundle) if fused and metadata.fusion is not None else None
+        self._shortlist_size, self._always = self._shortlist_settings(metadata, shortlist_size)
         self._ready = False
         self._ready_lock = threading.Lock()
 
     def _check_graph(self, metadata: BundleMetadata) -> None:
         inputs = [node.name for node in self._session.get_inputs()]
         outputs = {node.name: node for node in self._session.get_outputs()}
-        if sorted(inputs) != sorted(GRAPH_INPUTS) or not set(GRAPH_OUTPUTS) <= set(outputs):
+        shortlisted = metadata.shortlist is not None
+        need_inputs = [*GRAPH_INPUTS, *(SHORTLIST_INPUTS if shortlisted else ())]
+        need_outputs = [*GRAPH_OUTPUTS, *(SHORTLIST_OUTPUTS if shortlisted else ())]
+        if sorted(inputs) != sorted(need_inputs) or not set(need_outputs) <= set(outputs):
+            described = "with" if shortlisted else "without"
             raise BundleError(
                 f"{self._bundle.graph_path} has inputs {inputs} and outputs {sorted(outputs)}; "
-                f"the runtime needs inputs {list(GRAPH_INPUTS)} and outputs {list(GRAPH_OUTPUTS)}: "
+                f"bundle.json (format_version {metadata.format_version}, {described} a "
+                f"shortlist) needs inputs {need_inputs} and outputs {need_outputs}: "
                 "re-export the bundle"
             )
         # Dynamic axes are strings; only fixed sizes can be checked before running.
@@ -155,6 +184,25 @@ class OnnxPredictor:
                 f"the graph exports {top_k} top codes but bundle.json says top_k_export="
                 f"{metadata.top_k_export}: re-export the bundle"
             )
+
+    @staticmethod
+    def _shortlist_settings(
+        metadata: BundleMetadata, size: int | None
+    ) -> tuple[int | None, np.ndarray]:
+        """S (None: the graph decodes every code) and the columns always decoded (int64)."""
+        if metadata.shortlist is None:
+            if size is not None:
+                raise ValueError(
+                    f"bundle {metadata.name} (format_version {metadata.format_version}) has no "
+                    "shortlist: its graph decodes every code, so shortlist_size cannot be set"
+                )
+            return None, np.zeros(0, dtype=np.int64)
+        if size is not None and size < 1:
+            raise ValueError(f"shortlist_size must be a positive number or None, got {size}")
+        counts = np.asarray(metadata.train_code_counts[: metadata.n_network_codes])
+        least = metadata.shortlist["min_train_notes"]
+        always = np.flatnonzero(counts >= least) if least > 0 else np.zeros(0, dtype=np.int64)
+        return (metadata.shortlist["size"] if size is None else size), always.astype(np.int64)
 
     # -- description ----------------------------------------------------------------------------
 
@@ -199,6 +247,16 @@ class OnnxPredictor:
     def max_tokens(self) -> int:
         return self._bundle.metadata.max_tokens
 
+    @property
+    def precision(self) -> str:
+        """The graph's numeric precision, "fp32" or "int8" (`plant-icd quantize`)."""
+        return self._bundle.metadata.precision
+
+    @property
+    def shortlist_size(self) -> int | None:
+        """S served (the bundle's or the override); None: the graph decodes every code."""
+        return self._shortlist_size
+
     # -- inference ------------------------------------------------------------------------------
 
     def tokenize(self, texts: Sequence[str]) -> list[TokenizedNote]:
@@ -213,33 +271,78 @@ class OnnxPredictor:
         """Note indices per graph call (`model.batching.length_batches`, as training groups)."""
         return length_batches(lengths, self._batch_size, self._max_batch_tokens)
 
-    def _run(
-        self, notes: Sequence[TokenizedNote], with_attention: bool
-    ) -> tuple[np.ndarray, list[_NoteAttention]]:
-        """Run the graph in batches of notes of similar length; answers in the input order.
+    def _signals(self, texts: Sequence[str]) -> list[NoteSignals | None]:
+        """What the fusion's lexicon and neighbours read in each note (None without fusion)."""
+        if self._fusion is None:
+            return [None] * len(texts)
+        return [self._fusion.signals(text) for text in texts]
 
-        Returns logits float32 (N, C_network) and, when asked, each note's attention (else an
-        empty list).
-        """
-        logits = np.zeros((len(notes), self._n_network), dtype=np.float32)  # (N, C_network)
-        attention: list[_NoteAttention | None] = [None] * len(notes)
+    def _forced(self, signals: Sequence[NoteSignals | None]) -> list[np.ndarray]:
+        """Per note, the network columns decoded whatever the first stage says (int64,
+        ascending): codes above the bundle's training-prior floor, and the fusion's lexicon and
+        neighbour candidates."""
+        forced = []
+        for note_signals in signals:
+            columns = self._always
+            if note_signals is not None and self._fusion is not None:
+                columns = np.union1d(columns, self._fusion.candidate_columns(note_signals))
+            forced.append(columns.astype(np.int64))
+        return forced
+
+    def _feed(
+        self, notes: Sequence[TokenizedNote], members: np.ndarray, forced: Sequence[np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """The graph's inputs for the notes `members`, padded; with a shortlist also the forced
+        codes (B, C_network) bool and S."""
+        input_ids, attention_mask = self._tokenizer.pad_batch([notes[i] for i in members])
+        feed = dict(zip(GRAPH_INPUTS, (input_ids, attention_mask), strict=True))
+        if self._shortlist_size is not None:
+            mask = np.zeros((len(members), self._n_network), dtype=bool)  # (B, C_network)
+            for row, note_index in enumerate(members.tolist()):
+                mask[row, forced[note_index]] = True
+            size = np.array(self._shortlist_size, dtype=np.int64)
+            feed |= dict(zip(SHORTLIST_INPUTS, (mask, size), strict=True))
+        return feed
+
+    def _run(
+        self,
+        notes: Sequence[TokenizedNote],
+        forced: Sequence[np.ndarray],
+        *,
+        with_attention: bool,
+        with_shortlist: bool = False,
+    ) -> _GraphRun:
+        """Run the graph in batches of notes of similar length; answers in the input order:
+        logits float32 (N, C_network), and when asked each note's attention and what the
+        shortlist decoded (else empty)."""
+        run = _GraphRun(np.zeros((len(notes), self._n_network), dtype=np.float32))
         fetch = list(GRAPH_OUTPUTS) if with_attention else [GRAPH_OUTPUTS[0]]
+        first_stage = np.zeros_like(run.logits) if with_shortlist else None
+        if with_shortlist:
+            fetch += SHORTLIST_OUTPUTS
+        attention: list[_NoteAttention | None] = [None] * len(notes)
+        decoded: list[np.ndarray | None] = [None] * len(notes)
         for members in self._batches([len(note) for note in notes]):
-            input_ids, attention_mask = self._tokenizer.pad_batch([notes[i] for i in members])
-            results = self._session.run(
-                fetch, dict(zip(GRAPH_INPUTS, (input_ids, attention_mask), strict=True))
-            )
-            logits[members] = np.asarray(results[0], dtype=np.float32)  # (B, C)
+            answers = self._session.run(fetch, self._feed(notes, members, forced))
+            results = dict(zip(fetch, answers, strict=True))
+            run.logits[members] = np.asarray(results[GRAPH_OUTPUTS[0]], dtype=np.float32)
+            if first_stage is not None:
+                first_stage[members] = np.asarray(results[SHORTLIST_OUTPUTS[1]], np.float32)
+                for row, note_index in enumerate(members.tolist()):
+                    decoded[note_index] = np.asarray(results[SHORTLIST_OUTPUTS[0]][row], np.int64)
             if not with_attention:
                 continue
-            top_codes = np.asarray(results[1], dtype=np.int64)  # (B, K)
-            top_attention = np.asarray(results[2], dtype=np.float32)  # (B, K, T)
+            top_codes = np.asarray(results[GRAPH_OUTPUTS[1]], dtype=np.int64)  # (B, K)
+            top_attention = np.asarray(results[GRAPH_OUTPUTS[2]], dtype=np.float32)  # (B, K, T)
             for row, note_index in enumerate(members.tolist()):
                 n_tokens = len(notes[note_index])  # drop the padding columns
                 attention[note_index] = _NoteAttention(
                     top_codes[row], top_attention[row, :, :n_tokens]
                 )
-        return logits, [item for item in attention if item is not None]
+        run.first_stage = first_stage
+        run.attention = [item for item in attention if item is not None]
+        run.decoded = [item for item in decoded if item is not None]
+        return run
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, float32 (len(texts), len(codes)), columns in `codes` order."""
@@ -247,24 +350,39 @@ class OnnxPredictor:
         notes = self.tokenize(note_texts)
         if not notes:
             return np.zeros((0, len(self._codes)), dtype=np.float32)
-        logits, _ = self._run(notes, with_attention=False)  # (N, C_network)
-        return self._probabilities(note_texts, logits)[0]
+        signals = self._signals(note_texts)
+        run = self._run(notes, self._forced(signals), with_attention=False)
+        return self._probabilities(note_texts, run.logits, signals)
+
+    def shortlists(self, texts: Sequence[str]) -> ShortlistRun:
+        """What two-stage decoding does with `texts` at this predictor's S: the first stage's
+        logits, the codes decoded and the codes forced in, per note (for measuring first-stage
+        recall at several S: build one predictor per S with `shortlist_size`)."""
+        if self._shortlist_size is None:
+            raise ValueError(f"bundle {self.name} has no shortlist: it decodes every code")
+        note_texts = check_texts(texts)
+        notes = self.tokenize(note_texts)
+        forced = self._forced(self._signals(note_texts))
+        if not notes:
+            return ShortlistRun(np.zeros((0, self._n_network), np.float32), [], [])
+        run = self._run(notes, forced, with_attention=False, with_shortlist=True)
+        assert run.first_stage is not None
+        return ShortlistRun(run.first_stage, run.decoded, forced)
 
     def _probabilities(
-        self, texts: Sequence[str], logits: np.ndarray
-    ) -> tuple[np.ndarray, list[NoteSignals | None]]:
+        self, texts: Sequence[str], logits: np.ndarray, signals: Sequence[NoteSignals | None]
+    ) -> np.ndarray:
         """Scores float32 (N, C) from the network's logits (N, C_network), fused where the bundle
-        has a fused model, and what the lexicon found in each note (None without fusion)."""
-        if self._fusion is None:
-            scores = np.zeros((len(texts), len(self._codes)), dtype=np.float32)  # (N, C)
-            scores[:, : self._n_network] = sigmoid(logits)
-            return scores, [None] * len(texts)
+        has a fused model (`signals`: what the lexicon and neighbours read in each note)."""
         scores = np.zeros((len(texts), len(self._codes)), dtype=np.float32)  # (N, C)
-        found: list[NoteSignals | None] = []
-        for row, (text, note_logits) in enumerate(zip(texts, logits, strict=True)):
-            scores[row], signals = self._fusion.score(text, note_logits)
-            found.append(signals)
-        return scores, found
+        if self._fusion is None:
+            scores[:, : self._n_network] = sigmoid(logits)
+            return scores
+        for row, (text, note_logits, note_signals) in enumerate(
+            zip(texts, logits, signals, strict=True)
+        ):
+            scores[row], _ = self._fusion.score(text, note_logits, note_signals)
+        return scores
 
     def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[list[CodePrediction]]:
         """Ranked codes per note, best first (ties: earlier code), with highlights for codes the
@@ -275,11 +393,12 @@ class OnnxPredictor:
         notes = self.tokenize(note_texts)
         if not notes:
             return []
-        logits, attention = self._run(notes, with_attention=True)
-        probabilities, found = self._probabilities(note_texts, logits)  # (N, C)
+        found = self._signals(note_texts)
+        run = self._run(notes, self._forced(found), with_attention=True)
+        probabilities = self._probabilities(note_texts, run.logits, found)  # (N, C)
         predictions: list[list[CodePrediction]] = []
         for text, note, note_probabilities, evidence, signals in zip(
-            note_texts, notes, probabilities, attention, found, strict=True
+            note_texts, notes, probabilities, run.attention, found, strict=True
         ):
             ranking = best_first(note_probabilities, top_k)
             matched = FusedScorer.evidence(signals, text) if signals is not None else {}

@@ -408,6 +408,14 @@ class ModelOut(BaseModel):
     network_codes: int = Field(
         description="codes the network scores; the rest only the fused lexicon can propose"
     )
+    precision: str = Field(
+        "fp32", description="the graph's numeric precision: fp32, or int8 (plant-icd quantize)"
+    )
+    shortlist_size: int | None = Field(
+        None,
+        description="codes the attention decoder runs for per note (S; forced candidates come "
+        "on top); null: every code is decoded",
+    )
     fusion: dict[str, Any] | None = Field(
         None,
         description="the fused model beside the graph (lexicon, nearest notes, combiner): file "

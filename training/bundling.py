@@ -14,7 +14,7 @@ from typing import Any, cast
 import torch
 
 from model.bundle import BundleMetadata, package_versions, write_bundle
-from model.metadata import CorpusInfo, FusionInfo, TrainingInfo
+from model.metadata import CorpusInfo, FusionInfo, ShortlistInfo, TrainingInfo
 from model.nn.export import export_onnx
 from model.thresholds import DEFAULT_MIN_POSITIVES, Thresholds, ThresholdsInfo
 from training.datasets import CorpusSpec, code_counts, code_entries
@@ -55,7 +55,17 @@ def untuned_metadata(state: RunState) -> BundleMetadata:
             "attention_weight": state.preset.finetune.attention_weight,
         },
         package_versions=package_versions(RECORDED_PACKAGES),
+        shortlist=shortlist_info(state) if state.config.first_stage else None,
     )
+
+
+def shortlist_info(state: RunState) -> ShortlistInfo:
+    """The bundle's two-stage decoding settings, from the preset and the training notes."""
+    settings = state.preset.shortlist
+    return {
+        "size": settings.size,
+        "min_train_notes": settings.min_train_notes(len(state.train_docs)),
+    }
 
 
 def untuned(n_codes: int) -> ThresholdsInfo:

@@ -48,6 +48,9 @@ class FinetuneConfig:
     # Weight of the attention loss on the coders' evidence spans (training/attention_loss.py);
     # 0 trains on the codes alone. Only notes with spans add to it.
     attention_weight: float = 0.0
+    # Weight of the first stage's own BCE term (model/nn/shortlist.py), beside the decoder's;
+    # a network without a first stage ignores it.
+    first_stage_weight: float = 1.0
 
 
 @dataclass
@@ -144,6 +147,33 @@ def _param_groups(model: PlantClassifier, lr: float, decay: float) -> list[dict[
     return groups
 
 
+def _code_loss(
+    outputs: tuple[torch.Tensor, ...],
+    target: torch.Tensor,
+    first_stage: bool,
+    config: FinetuneConfig,
+) -> torch.Tensor:
+    """BCE of the decoder's logits (outputs[0]), plus the first stage's own weighted BCE
+    (outputs[2]) where it has one: the first stage learns to put each note's codes in its
+    shortlist."""
+    loss = F.binary_cross_entropy_with_logits(outputs[0], target)
+    if first_stage:
+        first = F.binary_cross_entropy_with_logits(outputs[2], target)
+        loss = loss + config.first_stage_weight * first
+    return loss
+
+
+def _clip_gradients(model: PlantClassifier, clip: float) -> None:
+    """Clip the network's gradient norm, and the first stage's on its own: its gradients never
+    reach the network (it reads detached states), so they do not shrink the network's steps."""
+    first_stage = model.decoder.first_stage
+    own = {id(p) for p in first_stage.parameters()} if first_stage is not None else set()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    torch.nn.utils.clip_grad_norm_([p for p in trainable if id(p) not in own], clip)
+    if first_stage is not None:
+        torch.nn.utils.clip_grad_norm_([p for p in trainable if id(p) in own], clip)
+
+
 def _epoch(
     model: PlantClassifier,
     notes: Sequence[np.ndarray],
@@ -165,17 +195,17 @@ def _epoch(
             notes, indices, config.max_tokens, model.config.pad_id, ctx.device
         )
         target = torch.from_numpy(labels[indices].astype(np.float32)).to(ctx.device)  # (B, C)
-        logits, attention = trained(input_ids, attention_mask)  # (B, C), (B, C, T)
-        loss = F.binary_cross_entropy_with_logits(logits, target)
+        first_stage = model.config.first_stage
+        outputs = trained(input_ids, attention_mask, first_stage=first_stage)  # (B, C), ...
+        loss = _code_loss(outputs, target, first_stage, config)
+        attention = outputs[1]  # (B, C, T)
         if spans is not None and config.attention_weight > 0:
             on_spans = span_attention_loss(attention, [spans[i] for i in indices.tolist()])
             if on_spans is not None:
                 loss = loss + config.attention_weight * on_spans
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(
-            [p for p in model.parameters() if p.requires_grad], config.clip
-        )
+        _clip_gradients(model, config.clip)
         optimizer.step()
         losses.append(loss.item())
         on_batch(loss.item())

@@ -9,15 +9,30 @@ is what the bundle's runtime reads too.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from model.metadata import DEFAULT_SHORTLIST_SIZE
 from training.finetune import FinetuneConfig, StageConfig
 from training.fusion import FusionSettings
 from training.l2r import L2RConfig
 from training.lm import LMConfig
+
+
+@dataclass(frozen=True)
+class ShortlistSettings:
+    """Two-stage decoding of the bundle (bundle.json `shortlist`): S, and the training prior
+    above which a code is always decoded."""
+
+    size: int = DEFAULT_SHORTLIST_SIZE
+    prior: float = 0.1  # codes in at least this share of the training notes (0: none)
+
+    def min_train_notes(self, n_train_notes: int) -> int:
+        """The prior as a count of training notes (what the runtime compares code counts with)."""
+        return max(1, math.ceil(self.prior * n_train_notes)) if self.prior > 0 else 0
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,7 @@ class Preset:
     l2r: L2RConfig
     finetune: FinetuneConfig
     fusion: FusionSettings = field(default_factory=FusionSettings)
+    shortlist: ShortlistSettings = field(default_factory=ShortlistSettings)
 
     @property
     def max_tokens(self) -> int:
@@ -69,6 +85,8 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 attention_weight=0.5,  # exercises the attention loss wherever tests train
             ),
             fusion=FusionSettings(folds=2, catalogue=False, rounds=20, min_rows_in_leaf=2),
+            # Fewer than the synthetic corpus's codes, so end-to-end runs decode a shortlist.
+            shortlist=ShortlistSettings(size=3),
         ),
         # Sized for the whole CodiEsp pipeline in under 20 minutes on 2 CPU cores; the network's
         # defaults are this size.

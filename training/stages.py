@@ -286,6 +286,7 @@ class FineTune:
         "training.trainer",
         "training.attention_loss",
         "model.nn.network",
+        "model.nn.shortlist",
         "model.batching",
     )
 

@@ -59,6 +59,9 @@ class PlantConfig:
     branches: tuple[str, ...] = ("laat", "planted", "static")
     top_k_export: int = 50
     pad_id: int = 0
+    # The cheap first stage (model/nn/shortlist.py): a linear scorer over the pooled encoder
+    # states that picks the codes the label-wise attention decodes at serving time.
+    first_stage: bool = True
 
     def __post_init__(self) -> None:
         self.branches = tuple(self.branches)
@@ -92,6 +95,8 @@ class PlantConfig:
         if unknown:
             raise ValueError(f"unknown EncoderConfig keys: {unknown}")
         rest = {k: v for k, v in values.items() if k != "encoder"}
+        # A config written before the first stage existed describes a network without one.
+        rest.setdefault("first_stage", False)
         if "branches" in rest:
             rest["branches"] = tuple(rest["branches"])
         return cls(encoder=EncoderConfig(**encoder_values), **rest)

@@ -27,11 +27,15 @@ Decoder design (arXiv 2410.23066, with our deliberate deviations marked):
   code found in an early chunk still carries into the final score. The attention returned is
   sum_w beta_w * mean_branches(alpha_w), truncated back to T: it sums to 1 over the valid positions
   of a non-empty note and is 0 on padding (an all-padding note gets all-zero attention).
+* Two-stage decoding (model/nn/shortlist.py): with `PlantConfig.first_stage`, a linear scorer
+  over the pooled states proposes a shortlist per note, and the decoder runs for those codes
+  only, their parameters gathered by index (`PlantClassifier.shortlisted`, what is exported).
+  Training decodes every code and adds the first stage's own loss.
 """
 
 from __future__ import annotations
 
-from typing import cast
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -47,6 +51,15 @@ from model.nn.encoders import (
     build_encoder,
     detach_hidden,
 )
+from model.nn.shortlist import FirstStage, complete_ranking, select_shortlist
+
+
+def _code_rows(table: Tensor, codes: Tensor | None) -> Tensor:
+    """A per-code table (C, n) as it is, or its rows for `codes` (B, S): (B, 1, S, n), ready
+    to broadcast over the windows of a note."""
+    if codes is None:
+        return table  # (C, n)
+    return F.embedding(codes, table).unsqueeze(1)  # (B, 1, S, n)
 
 
 def _as_float_tensor(values: Tensor | np.ndarray, shape: tuple[int, ...], name: str) -> Tensor:
@@ -115,6 +128,7 @@ class LabelAttentionDecoder(nn.Module):
         # `set_code_priors` sets to the code's training prevalence (see there).
         self.output_weight = nn.Parameter(torch.randn(n_codes, d_model) * 0.01)  # (C, d)
         self.output_bias = nn.Parameter(torch.zeros(n_codes))  # (C,)
+        self.first_stage = FirstStage(d_model, n_codes) if cfg.first_stage else None
 
     def plant(
         self,
@@ -143,6 +157,8 @@ class LabelAttentionDecoder(nn.Module):
         )
         with torch.no_grad():
             self.output_bias.copy_(torch.log(prior / (1 - prior)))
+            if self.first_stage is not None:
+                self.first_stage.score.bias.copy_(torch.log(prior / (1 - prior)))
 
     def set_mutual_information(self, mutual_information: Tensor | np.ndarray) -> None:
         if "static" not in self.branches:
@@ -150,11 +166,15 @@ class LabelAttentionDecoder(nn.Module):
         buffer = cast(Tensor, self.mutual_information)
         buffer.copy_(_as_float_tensor(mutual_information, tuple(buffer.shape), "mi"))
 
-    def _scores(self, branch: str, states: Tensor, input_ids: Tensor) -> Tensor:
-        """states (B, nW, W, d), input_ids (B, nW, W) -> scores (B, nW, C, W)."""
+    def _scores(
+        self, branch: str, states: Tensor, input_ids: Tensor, codes: Tensor | None
+    ) -> Tensor:
+        """states (B, nW, W, d), input_ids (B, nW, W) -> scores (B, nW, C, W); with `codes`
+        (B, S) only those codes' rows are gathered and scored: (B, nW, S, W)."""
         if branch == "laat":
             hidden = torch.tanh(self.laat_proj(states))  # (B, nW, W, p)
-            return torch.matmul(self.laat_score.weight, hidden.transpose(-1, -2))
+            weight = _code_rows(self.laat_score.weight, codes)  # (C, p) or (B, 1, S, p)
+            return torch.matmul(weight, hidden.transpose(-1, -2))
         if branch == "planted":
             # [u_t, b_t, 1] . [v_c, 1, b_c] = u_t . v_c + b_t + b_c in one matmul, so no extra
             # (B, nW, C, W) tensors are made for the two biases.
@@ -168,14 +188,33 @@ class LabelAttentionDecoder(nn.Module):
                 dim=-1,
             )  # (B, nW, W, f+2)
             ones_c = torch.ones_like(self.code_bias).unsqueeze(-1)  # (C, 1)
-            codes = torch.cat([self.code_factors, ones_c, self.code_bias.unsqueeze(-1)], -1)
-            return torch.matmul(codes, tokens.transpose(-1, -2))  # (C, f+2) @ -> (B, nW, C, W)
+            factors = torch.cat([self.code_factors, ones_c, self.code_bias.unsqueeze(-1)], -1)
+            factors = _code_rows(factors, codes)  # (C, f+2) or (B, 1, S, f+2)
+            return torch.matmul(factors, tokens.transpose(-1, -2))  # (B, nW, C|S, W)
         mutual_information = cast(Tensor, self.mutual_information)  # (V, C)
-        return F.embedding(input_ids, mutual_information).transpose(-1, -2)  # (B, nW, C, W)
+        if codes is None:
+            return F.embedding(input_ids, mutual_information).transpose(-1, -2)  # (B, nW, C, W)
+        # MI[id_t, c] for the shortlisted codes only, from the flattened (V * C, 1) table: no
+        # (B, nW, W, C) tensor of every code is made.
+        n_codes = mutual_information.size(1)
+        flat = input_ids.unsqueeze(2) * n_codes + codes[:, None, :, None]  # (B, nW, S, W)
+        return F.embedding(flat, mutual_information.reshape(-1, 1)).squeeze(-1)
+
+    def first_stage_logits(self, states: Tensor, attention_mask: Tensor) -> Tensor:
+        """The first stage's logits (B, C) from states (B, T, d) and mask (B, T)."""
+        if self.first_stage is None:
+            raise ValueError("this config has no first stage (PlantConfig.first_stage=False)")
+        return cast(Tensor, self.first_stage(states, attention_mask))
 
     def forward(
-        self, states: Tensor, input_ids: Tensor, attention_mask: Tensor
+        self,
+        states: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        codes: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
+        """Logits (B, C) and attention (B, C, T) of every code, or with `codes` (B, S) int64 of
+        those codes only: (B, S), (B, S, T), column s for code codes[:, s]."""
         batch, total, d_model = states.shape
         window = self.window
         # No Python branching on sizes: the ONNX trace must stay valid for any T.
@@ -197,7 +236,7 @@ class LabelAttentionDecoder(nn.Module):
         alpha_sum: Tensor | None = None  # (B, nW, C, W), summed over branches
         selectable = valid | force  # (B, nW, 1, W)
         for branch in self.branches:
-            scores = self._scores(branch, states, input_ids)  # (B, nW, C, W)
+            scores = self._scores(branch, states, input_ids, codes)  # (B, nW, C, W)
             alpha = _inattention(scores, selectable, k)  # (B, nW, C, W)
             del scores
             alpha_sum = alpha if alpha_sum is None else alpha_sum + alpha
@@ -206,8 +245,14 @@ class LabelAttentionDecoder(nn.Module):
         # (C, W) x (W, d) product per window instead of one per branch.
         context = torch.matmul(alpha_sum, states)  # (B, nW, C, d)
 
-        window_logits = torch.einsum("bncd,cd->bnc", context, self.output_weight)
-        window_logits = window_logits + self.output_bias  # (B, nW, C)
+        if codes is None:
+            window_logits = torch.einsum("bncd,cd->bnc", context, self.output_weight)
+            window_logits = window_logits + self.output_bias  # (B, nW, C)
+        else:
+            weight = F.embedding(codes, self.output_weight)  # (B, S, d)
+            bias = F.embedding(codes, self.output_bias.unsqueeze(-1)).squeeze(-1)  # (B, S)
+            window_logits = torch.einsum("bnsd,bsd->bns", context, weight)
+            window_logits = window_logits + bias.unsqueeze(1)  # (B, nW, S)
         # Window 0 always counts, so an all-padding note gets (bias-only) logits, not NaN.
         window_valid = window_valid | (torch.arange(n_windows, device=states.device) == 0)[:, None]
         beta = torch.softmax(window_logits.masked_fill(~window_valid, float("-inf")), dim=1)
@@ -221,11 +266,23 @@ class LabelAttentionDecoder(nn.Module):
         return logits, attention  # (B, C), (B, C, T)
 
 
+class ShortlistOutput(NamedTuple):
+    """Two-stage decoding of a batch (see `PlantClassifier.shortlisted`)."""
+
+    logits: Tensor  # (B, C): decoded codes' logits, the rest first-stage logits below them
+    shortlist: Tensor  # (B, k) int64: the decoded codes, forced first, then by first stage
+    decoded: Tensor  # (B, k): the decoded logits, column s for code shortlist[:, s]
+    attention: Tensor  # (B, k, T): their attention
+    first_stage: Tensor  # (B, C): the first stage's logits
+
+
 class PlantClassifier(nn.Module):
-    """Encoder + label-attention decoder.
+    """Encoder + label-attention decoder (+ the first stage, model/nn/shortlist.py).
 
     forward(input_ids (B, T) int64, attention_mask (B, T) int64)
-        -> logits (B, C) float32, attention (B, C, T) float32
+        -> logits (B, C) float32, attention (B, C, T) float32, every code decoded;
+    with first_stage=True the first stage's logits (B, C) come third (for its training loss;
+    its gradient stops at the encoder states).
     """
 
     def __init__(self, cfg: PlantConfig) -> None:
@@ -234,9 +291,30 @@ class PlantClassifier(nn.Module):
         self.encoder = build_encoder(cfg.encoder)
         self.decoder = LabelAttentionDecoder(cfg, self.encoder.out_dim)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor, first_stage: bool = False
+    ) -> tuple[Tensor, ...]:
         states = self.encoder.encode(input_ids, attention_mask)  # (B, T, d)
-        return self.decoder(states, input_ids, attention_mask)
+        logits, attention = self.decoder(states, input_ids, attention_mask)
+        if not first_stage:
+            return logits, attention
+        # The first stage reads the states without training them: the encoder and decoder learn
+        # exactly as in a network without a first stage, so full decoding is unchanged by it.
+        return logits, attention, self.decoder.first_stage_logits(states.detach(), attention_mask)
+
+    def shortlisted(
+        self, input_ids: Tensor, attention_mask: Tensor, forced: Tensor, size: Tensor, floor: int
+    ) -> ShortlistOutput:
+        """Two-stage decoding: the first stage scores every code, the decoder only the shortlist
+        (`select_shortlist`: forced (B, C) bool codes, then the best first-stage codes, k of them
+        for S = `size` (0-dim int64) and at least `floor`); every other code keeps its first-stage
+        logit, below every decoded one. S >= C decodes every code."""
+        states = self.encoder.encode(input_ids, attention_mask)  # (B, T, d)
+        first = self.decoder.first_stage_logits(states, attention_mask)  # (B, C)
+        shortlist = select_shortlist(first, forced, size, floor)  # (B, k)
+        decoded, attention = self.decoder(states, input_ids, attention_mask, shortlist)
+        logits = complete_ranking(first, shortlist, decoded)  # (B, C)
+        return ShortlistOutput(logits, shortlist, decoded, attention, first)
 
     def plant(
         self,
@@ -267,6 +345,7 @@ __all__ = [
     "LockedDropout",
     "PlantClassifier",
     "PlantConfig",
+    "ShortlistOutput",
     "TransformerEncoder",
     "build_config",
     "build_encoder",

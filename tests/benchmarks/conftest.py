@@ -88,6 +88,8 @@ def plant_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) ->
         l2r_dim=4,
         laat_dim=8,
         top_k_export=metadata["top_k_export"],
+        # Full decoding: benchmarks/inference_latency.py feeds the graph ids and mask alone.
+        first_stage=False,
     )
     model = PlantClassifier(config).eval()
     state_path = work / "classifier-all-test.pt"

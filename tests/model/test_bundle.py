@@ -43,6 +43,8 @@ CONTRACT_KEYS = [
     "tokenizer_sha256",
     "network_codes",
     "fusion",
+    "shortlist",
+    "precision",
 ]
 
 
@@ -148,7 +150,7 @@ def _rewrite(bundle_dir: Path, **changes: Any) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"format_version": 3}, "format_version 3; this plant-icd reads format_version"),
+        ({"format_version": 4}, "format_version 4; this plant-icd reads format_version"),
         ({"format_version": 0}, r"format_version 0 \(an older layout\)"),
         ({"code_system": "icd11"}, "'icd11', which is not one of"),
         (
@@ -166,6 +168,9 @@ def _rewrite(bundle_dir: Path, **changes: Any) -> None:
         ({"top_k_export": 3}, "top_k_export=3"),
         ({"max_tokens": "many"}, "max_tokens must be an integer"),
         ({"surprise": 1}, "unknown keys"),
+        ({"precision": "fp16"}, r"precision 'fp16' is not one of \['fp32', 'int8'\]"),
+        ({"shortlist": {"size": 0, "min_train_notes": 0}}, "size=0 must be positive"),
+        ({"shortlist": {"size": 8}}, r"shortlist lacks \['min_train_notes'\]"),
     ],
 )
 def test_bad_metadata_is_rejected(

@@ -228,6 +228,8 @@ def test_model_information(service: Service) -> None:
     )
     assert [code["train_count"] for code in model["codes"]] == [10, 11, 12, 13, 14, 15]
     assert len(model["graph_sha256"]) == 64
+    # The factory's graph decodes every code, in float32.
+    assert (model["precision"], model["shortlist_size"]) == ("fp32", None)
 
 
 def test_request_id_is_echoed_or_made(service: Service) -> None:

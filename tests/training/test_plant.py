@@ -64,6 +64,9 @@ def test_bundle_is_complete_and_loads(trained: dict[str, Path]) -> None:
     assert metadata["training"]["l2r"]["heldout_ndcg"] > metadata["training"]["l2r"]["random_ndcg"]
     assert metadata["config"]["branches"] == ["laat", "planted", "static"]
     assert metadata["training"]["attention_weight"] == 0.5  # the tiny preset's
+    # The tiny preset decodes a shortlist of 3 of the 6 codes, with a first stage trained for it.
+    assert metadata["config"]["first_stage"] is True and metadata["shortlist"]["size"] == 3
+    assert metadata["precision"] == "fp32"
     assert bundle.graph_path.is_file()
     assert all(entry["description"] for entry in metadata["codes"])
 

@@ -61,6 +61,8 @@ def read_model(
         graph_sha256=metadata.graph_sha256,
         tokenizer_sha256=metadata.tokenizer_sha256,
         network_codes=metadata.n_network_codes,
+        precision=predictor.precision,
+        shortlist_size=predictor.shortlist_size,
         fusion=None if metadata.fusion is None else dict(metadata.fusion),
         codes=codes,
     )

@@ -1,5 +1,7 @@
 """ONNX export: the graph ONNX Runtime serves must give the torch model's logits, top codes and
-attention rows for any batch size and note length."""
+attention rows for any batch size and note length. These tests export networks without a first
+stage (full decoding, as every bundle before format 3); test_shortlist.py covers two-stage
+decoding."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def tiny_classifier(**overrides: object) -> PlantClassifier:
         "inattention_k": 3,
         "l2r_dim": 4,
         "laat_dim": 8,
+        "first_stage": False,
     }
     values.update(overrides)
     model = PlantClassifier(build_config(vocab_size=VOCAB, n_codes=CODES, **values))

@@ -71,6 +71,14 @@ MOUNTS: dict[str, Mount] = {
         _TRAINING,
         "Ranked codes with evidence for note files.",
     ),
+    "quantize": Mount(
+        "training.cli_quantize",
+        "app",
+        "quantize",
+        "train",
+        (*_TRAINING, "onnx", "onnxruntime"),
+        "Write the dynamic-int8 version of a bundle, checked against fp32 dev MAP.",
+    ),
     "db": Mount(
         "service.cli", "app", "db", "serve", _SERVICE, "The audit database: migrations, retention."
     ),

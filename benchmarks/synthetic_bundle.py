@@ -144,7 +144,8 @@ def cached_bundle(
 ) -> Path:
     """The bundle for this shape from `cache`, built there the first time."""
     vocab = vocabulary_size(len(codes), vocab_size)
-    folder = cache / f"{network}-c{len(codes)}-v{vocab}-t{max_tokens}"
+    # The format version in the name: a bundle of another format has another graph contract.
+    folder = cache / f"{network}-c{len(codes)}-v{vocab}-t{max_tokens}-f{FORMAT_VERSION}"
     bundle = folder / "bundle"
     if (bundle / "bundle.json").is_file():
         return bundle

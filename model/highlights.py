@@ -36,11 +36,12 @@ class _Span:
     weight: float
 
 
-def _word_spans(text: str) -> list[tuple[int, int]]:
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """[start, end) of every word of `text`, in order (what highlights snap to)."""
     return [match.span() for match in _WORD.finditer(text)]
 
 
-def _snap_to_words(tokens: list[_Span], words: list[tuple[int, int]]) -> list[_Span]:
+def _snap_to_words(tokens: list[_Span], words: Sequence[tuple[int, int]]) -> list[_Span]:
     """Each token's weight moved to the word(s) it overlaps; tokens touching no word (lone
     punctuation) are dropped. Returns one span per word hit, in text order."""
     word_ends = [end for _, end in words]
@@ -72,6 +73,28 @@ def _bridgeable(gap: str, max_gap_words: int) -> bool:
     return not _WORD.sub("", gap).strip()
 
 
+def _join_phrases(
+    units: list[_Span], text: str, max_gap_words: int, max_phrase_words: int
+) -> list[_Span]:
+    """Units in text order joined into phrases (the rules in `extract_highlights`)."""
+    phrases: list[_Span] = []
+    for unit in units:
+        last = phrases[-1] if phrases else None
+        if last is not None and unit.start <= last.end:  # overlapping or touching pieces
+            last.end = max(last.end, unit.end)
+            last.weight += unit.weight
+        elif (
+            last is not None
+            and _bridgeable(text[last.end : unit.start], max_gap_words)
+            and len(_WORD.findall(text, last.start, unit.end)) <= max_phrase_words
+        ):
+            last.end = unit.end
+            last.weight += unit.weight
+        else:
+            phrases.append(_Span(unit.start, unit.end, unit.weight))
+    return phrases
+
+
 def extract_highlights(
     weights: np.ndarray,
     offsets: np.ndarray,
@@ -82,6 +105,7 @@ def extract_highlights(
     expand_to_words: bool = True,
     max_gap_words: int = DEFAULT_MAX_GAP_WORDS,
     max_phrase_words: int = DEFAULT_MAX_PHRASE_WORDS,
+    words: Sequence[tuple[int, int]] | None = None,
 ) -> list[Highlight]:
     """Character spans of the evidence for one code, heaviest first (ties: earlier first).
 
@@ -98,6 +122,8 @@ def extract_highlights(
     - A phrase's weight is the SUM of its selected tokens' weights: its share of the attention
       mass, so a phrase outranks one of its own words. Bridged words add no weight.
     Tokens with zero, negative or non-finite weight, or an empty span, are never evidence.
+    `words` is `word_spans(text)` where the caller has it (one note's highlights for several
+    codes: the note's words are found once, not once per code).
     """
     weights = np.asarray(weights, dtype=np.float64).reshape(-1)  # (T,)
     offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)  # (T, 2)
@@ -125,24 +151,12 @@ def extract_highlights(
         _Span(int(offsets[index, 0]), int(offsets[index, 1]), float(weights[index]))
         for index in np.sort(heaviest).tolist()
     ]
-    units = _snap_to_words(selected, _word_spans(text)) if expand_to_words else selected
+    if expand_to_words:
+        units = _snap_to_words(selected, word_spans(text) if words is None else words)
+    else:
+        units = selected
 
-    phrases: list[_Span] = []
-    for unit in units:
-        last = phrases[-1] if phrases else None
-        if last is not None and unit.start <= last.end:  # overlapping or touching pieces
-            last.end = max(last.end, unit.end)
-            last.weight += unit.weight
-        elif (
-            last is not None
-            and _bridgeable(text[last.end : unit.start], max_gap_words)
-            and len(_WORD.findall(text, last.start, unit.end)) <= max_phrase_words
-        ):
-            last.end = unit.end
-            last.weight += unit.weight
-        else:
-            phrases.append(_Span(unit.start, unit.end, unit.weight))
-
+    phrases = _join_phrases(units, text, max_gap_words, max_phrase_words)
     phrases.sort(key=lambda span: (-span.weight, span.start))
     return [
         Highlight(

@@ -22,12 +22,18 @@ from model.highlights import (
     DEFAULT_MIN_RATIO,
     extract_highlights,
     merge_evidence,
+    word_spans,
 )
 from model.metadata import GRAPH_INPUTS, GRAPH_OUTPUTS, SHORTLIST_INPUTS, SHORTLIST_OUTPUTS
 from model.prediction import CodePrediction, Highlight, sigmoid
 from model.thresholds import Thresholds
 from model.tokenizer import NoteTokenizer, TokenizedNote
 
+# Codes x tokens one graph call decodes at most (~16 MB per float32 decoder tensor, inside the
+# processor's caches). One call of 16 notes over 1,767 codes was 1.3x slower per note than 16
+# calls of one: the elementwise passes over (B, windows, codes, W) tensors ran at memory speed
+# (benchmarks/label_space_latency.py). With a shortlist the decoder reads S codes, not all.
+DECODER_CELLS_PER_CALL = 4_194_304
 # Short and bilingual, like the notes served; it exercises tokenizer, graph and highlights.
 WARM_UP_NOTE = "Patient admitted with fever and cough. Paciente con fiebre y tos."
 
@@ -118,6 +124,9 @@ class OnnxPredictor:
         self._max_batch_tokens = max_batch_tokens
         self._bundle: Bundle = load_bundle(bundle_dir)
         metadata = self._bundle.metadata
+        # The decoder's attention window: a graph call holds notes of one window count.
+        window = metadata.config.get("window")
+        self._window = window if isinstance(window, int) and window > 0 else None
         self._batch_size = batch_size
         self._highlight_tokens = highlight_tokens
         self._highlight_min_ratio = highlight_min_ratio
@@ -268,8 +277,13 @@ class OnnxPredictor:
         return notes
 
     def _batches(self, lengths: Sequence[int]) -> list[np.ndarray]:
-        """Note indices per graph call (`model.batching.length_batches`, as training groups)."""
-        return length_batches(lengths, self._batch_size, self._max_batch_tokens)
+        """Note indices per graph call (`model.batching.length_batches`, as training groups):
+        notes of one window count per call, and at most DECODER_CELLS_PER_CALL codes x tokens."""
+        decoded = self._n_network if self._shortlist_size is None else self._shortlist_size
+        tokens = max(1, DECODER_CELLS_PER_CALL // max(1, min(decoded, self._n_network)))
+        if self._max_batch_tokens is not None:
+            tokens = min(tokens, self._max_batch_tokens)
+        return length_batches(lengths, self._batch_size, tokens, self._window)
 
     def _signals(self, texts: Sequence[str]) -> list[NoteSignals | None]:
         """What the fusion's lexicon and neighbours read in each note (None without fusion)."""
@@ -403,6 +417,7 @@ class OnnxPredictor:
             ranking = best_first(note_probabilities, top_k)
             matched = FusedScorer.evidence(signals, text) if signals is not None else {}
             attention_row = {int(code): k for k, code in enumerate(evidence.top_codes.tolist())}
+            words = word_spans(text)  # once per note, not per code
             ranked: list[CodePrediction] = []
             for rank, code_index in enumerate(ranking.tolist(), start=1):
                 score = float(note_probabilities[code_index])
@@ -414,6 +429,7 @@ class OnnxPredictor:
                         text,
                         max_tokens=self._highlight_tokens,
                         min_ratio=self._highlight_min_ratio,
+                        words=words,
                     )
                 highlights = tuple(
                     merge_evidence(matched.get(self._codes[code_index], []), attended)

@@ -311,3 +311,28 @@ def test_best_first_equals_a_stable_full_sort() -> None:
     for k in (1, 7, 50, 199, 200, None):
         expected = np.argsort(-scores, kind="stable")[:k]
         assert best_first(scores, k).tolist() == expected.tolist()
+
+
+def test_a_graph_call_decodes_a_bounded_number_of_codes_x_tokens(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token cap per call follows the codes decoded (DECODER_CELLS_PER_CALL), so a wide label
+    space gets small calls; the answers stay those of one call per note."""
+    import model.runtime as runtime
+
+    predictor = OnnxPredictor(bundle_dir, batch_size=16)
+    n_codes = len(predictor.codes)
+    monkeypatch.setattr(runtime, "DECODER_CELLS_PER_CALL", 24 * n_codes)
+    shapes: list[tuple[int, ...]] = []
+    run = predictor._session.run
+
+    def recording_run(fetch: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        shapes.append(feeds["input_ids"].shape)
+        return run(fetch, feeds)
+
+    predictor._session = type("Recorded", (), {"run": staticmethod(recording_run)})()
+    notes = NOTES * 4
+    batched = predictor.scores(notes)
+    assert len(shapes) > 2 and all(rows * width <= 24 or rows == 1 for rows, width in shapes)
+    alone = np.stack([predictor.scores([text])[0] for text in notes])
+    np.testing.assert_allclose(batched, alone, rtol=1e-6, atol=1e-7)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, defer, raiseload, selectinload, sessionmaker
 
 from model.prediction import CodePrediction, Highlight
 from service.db.models import FeedbackEvent, PredictedCode, Prediction, new_id, utc_now
+from service.db.session import lazy_commit
 
 
 @dataclass(frozen=True)
@@ -183,13 +184,15 @@ def find_idempotent(
 
 
 def mark_delivered(session: Session, *, prediction_ids: Sequence[str]) -> None:
-    """Record that these predictions' response went to a client that was still connected."""
-    session.execute(
-        update(Prediction)
-        .where(Prediction.id.in_(list(prediction_ids)), Prediction.delivered_at.is_(None))
-        .values(delivered_at=utc_now())
-    )
-    session.commit()
+    """Record that these predictions' response went to a client that was still connected.
+
+    Best effort (a lost mark reads as unconfirmed), so the commit does not wait for the disk."""
+    with lazy_commit(session):
+        session.execute(
+            update(Prediction)
+            .where(Prediction.id.in_(list(prediction_ids)), Prediction.delivered_at.is_(None))
+            .values(delivered_at=utc_now())
+        )
 
 
 def get_prediction(session: Session, *, prediction_id: str) -> Prediction | None:

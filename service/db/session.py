@@ -7,9 +7,11 @@ database that went away fails fast and one that came back is reconnected to.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -99,6 +101,39 @@ def make_engine(
             connection.commit()
 
     return engine
+
+
+@contextmanager
+def lazy_commit(session: Session) -> Iterator[None]:
+    """Commit the block's writes at its end without waiting for the disk, for best-effort writes
+    (a crash or power loss may lose them, never an earlier commit; the database stays consistent).
+
+    PostgreSQL: `synchronous_commit` off for this transaction. SQLite (WAL): `synchronous` NORMAL
+    on this connection for this transaction (set before it begins: SQLite refuses the change
+    inside one), then back to what it was before the session lets the connection go. Every other
+    write keeps waiting for the disk.
+    """
+    backend = session.get_bind().dialect.name
+    if backend != "sqlite":
+        if backend == "postgresql":
+            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        yield
+        session.commit()
+        return
+    raw = session.connection().connection.dbapi_connection  # held by the session until commit
+    assert raw is not None
+    before = int(raw.execute("PRAGMA synchronous").fetchone()[0])
+    raw.execute("PRAGMA synchronous = NORMAL")
+    try:
+        yield
+        session.flush()
+        raw.commit()  # the DB-API commit of the block's statements, while the session holds them
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.execute(f"PRAGMA synchronous = {before}")
+    session.commit()  # nothing left to commit: ends the session's transaction
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -13,7 +13,7 @@ import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ _TOKEN = re.compile(r"(?:[^\W_]|[\u0300-\u036f])+|[^\w\s]")
 _SENTENCE_END = frozenset(".!?")
 
 
+# Notes repeat their words, and the service reads every note: a word is folded once per process.
+@lru_cache(maxsize=1 << 16)
 def fold(text: str) -> str:
     """Accent- and case-folded form used for matching: `Niegó` -> `nego`."""
     decomposed = unicodedata.normalize("NFKD", text.replace("’", "'"))

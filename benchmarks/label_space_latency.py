@@ -394,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "OnnxPredictor.predict on one note (tokenisation, graph, scores, ranking of the top "
         f"{TOP_K}, highlights), notes of real {args.corpus} {args.split} text cut to the token "
         f"count; median of {args.rounds} rounds, all systems in each round (rotated order). "
-        f"Blank: not run (full decoding over more than {args.max_cells:.2g} codes x tokens).",
+        f"n/a: not run (full decoding over more than {args.max_cells:.2g} codes x tokens).",
         "",
         length_table(ways, medians, args.length_list),
         "",

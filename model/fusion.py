@@ -48,6 +48,9 @@ COMBINER_FILE = "combiner.onnx"
 COMBINER_INPUT = "features"
 COMBINER_OUTPUT = "margin"
 NEIGHBOURS_K = 20
+# Which lexicon source makes the better first evidence item (FusedScorer.evidence): the coders'
+# own spans, then catalogue titles, then mined n-grams.
+EVIDENCE_PRIORITY = {"evidence": 0, "catalogue": 1, "mined": 2}
 
 
 @dataclass(frozen=True)
@@ -264,13 +267,21 @@ class FusedScorer:
 
     @staticmethod
     def evidence(signals: NoteSignals, text: str) -> dict[str, list[Highlight]]:
-        """Per code, the lexicon matches that name it, with their context flags, heaviest first;
-        one item per span (the same phrase from two sources keeps its best weight)."""
+        """Per code, the lexicon matches that name it, with their context flags, best first; one
+        item per span (the same phrase from two sources keeps its best weight).
+
+        Best first: phrases coders marked in training notes, then catalogue titles, then mined
+        n-grams (words that co-occur with the code, such as a section heading, are weaker
+        evidence however precise); heaviest first within each, then in text order."""
         best: dict[str, dict[tuple[int, int], Highlight]] = {}
+        priority: dict[tuple[str, int, int], int] = {}
         for match, flags in zip(signals.matches, signals.flags, strict=True):
+            rank = EVIDENCE_PRIORITY.get(match.source, len(EVIDENCE_PRIORITY))
             for link in match.links:
                 items = best.setdefault(link.code, {})
                 key = (match.start, match.end)
+                where = (link.code, *key)
+                priority[where] = min(priority.get(where, rank), rank)
                 if key in items and items[key].weight >= link.weight:
                     continue
                 items[key] = Highlight(
@@ -283,7 +294,11 @@ class FusedScorer:
                     hypothetical=flags.hypothetical,
                     family=flags.family,
                 )
-        return {
-            code: sorted(items.values(), key=lambda item: (-item.weight, item.start))
-            for code, items in best.items()
-        }
+        ordered: dict[str, list[Highlight]] = {}
+        for code, items in best.items():
+            ranked = sorted(
+                (priority[(code, *key)], -item.weight, item.start, item.end, item)
+                for key, item in items.items()
+            )
+            ordered[code] = [item for *_, item in ranked]
+        return ordered

@@ -169,10 +169,10 @@ def extract_highlights(
 def merge_evidence(
     lexicon: Sequence[Highlight], attention: Sequence[Highlight], limit: int | None = None
 ) -> list[Highlight]:
-    """One ranked evidence list for a code: lexicon matches first, heaviest first (a phrase that
-    named the code in training notes is what a coder marks), then the attention phrases that
-    overlap none of them."""
-    ranked = sorted(lexicon, key=lambda item: (-item.weight, item.start))
+    """One ranked evidence list for a code: lexicon matches first, in the order given (a phrase
+    that named the code in training notes is what a coder marks; `FusedScorer.evidence` orders
+    them), then the attention phrases that overlap none of them."""
+    ranked = list(lexicon)
     for item in attention:
         if not any(item.start < other.end and other.start < item.end for other in ranked):
             ranked.append(item)

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from model.bundle import BundleError, load_bundle
+from model.context import ContextFlags
+from model.fusion import FusedScorer, NoteSignals
+from model.lexicon import Match, MentionLink
 from model.runtime import OnnxPredictor
 from tests.model.bundle_factory import FUSION_ONLY_CODES, add_fusion, build_tiny_bundle
 
@@ -79,3 +82,23 @@ def test_the_network_alone_can_be_served_from_a_fused_bundle(fused_dir: Path) ->
     assert scores[-1] == 0.0  # K35.80: only the fusion can propose it
     (ranked,) = alone.predict(["Fiebre y tos."], top_k=2)
     assert all(h.source == "attention" for code in ranked for h in code.highlights)
+
+
+def test_evidence_puts_the_coders_phrases_before_heavier_mined_ngrams() -> None:
+    text = "Antecedentes de interés: hipertensión arterial. Fumador."
+    heading = (0, 23)  # "Antecedentes de interés": co-occurs with the code, never marked for it
+    mention = (25, 46)  # "hipertensión arterial": coders marked it in training notes
+    matches = [
+        Match("mined", *heading, 3, (MentionLink("I10", 0.9, 20, 18),)),
+        Match("evidence", *mention, 2, (MentionLink("I10", 0.6, 10, 6),)),
+        Match("catalogue", *mention, 2, (MentionLink("I10", 0.3, 10, 3),)),
+        Match(
+            "mined", 48, 55, 1, (MentionLink("I10", 0.95, 5, 5), MentionLink("F17.210", 0.5, 5, 2))
+        ),
+    ]
+    signals = NoteSignals(matches, [ContextFlags() for _ in matches], {})
+    evidence = FusedScorer.evidence(signals, text)
+    spans = [(item.start, item.end) for item in evidence["I10"]]
+    assert spans == [mention, (48, 55), heading]  # coders' span first; mined by weight after
+    assert evidence["I10"][0].weight == 0.6  # the best weight of that span's sources
+    assert [item.text for item in evidence["F17.210"]] == ["Fumador"]

@@ -6,7 +6,10 @@ neighbours, combiner and evidence included. Usage:
 
     python benchmarks/fusion_latency.py --model bundles/demo-d-es --lang es --codes D
 
-The network alone is the same bundle served with `OnnxPredictor(fused=False)`.
+The network alone is the same bundle served with `OnnxPredictor(fused=False)`. For a bundle with a
+shortlist, `--shortlist 64,256` also serves it at those S, and both paths at full decoding (every
+code decoded: the served path before the shortlist); the ratio column is against the network alone
+at full decoding then.
 """
 
 from __future__ import annotations
@@ -32,6 +35,25 @@ from _common import (
 from model.runtime import OnnxPredictor
 
 
+def served_paths(model: Path, threads: int, sizes: list[int]) -> dict[str, OnnxPredictor]:
+    """The network alone first (the ratios' base), then the fused model; with `sizes`, both at
+    full decoding and then at each S."""
+    if not sizes:
+        return {
+            "network alone": OnnxPredictor(model, threads, 1, fused=False),
+            "fused": OnnxPredictor(model, threads, 1),
+        }
+    every = OnnxPredictor(model, threads, 1, fused=False).metadata.n_network_codes
+    paths = {}
+    for size in (every, *sizes):
+        label = "full decoding" if size == every else f"S = {size}"
+        paths[f"network alone, {label}"] = OnnxPredictor(
+            model, threads, 1, fused=False, shortlist_size=size
+        )
+        paths[f"fused, {label}"] = OnnxPredictor(model, threads, 1, shortlist_size=size)
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="a bundle with a fusion section")
@@ -43,14 +65,14 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=20)
     parser.add_argument("--limit", type=int, default=None, help="notes to time (default: all)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--shortlist", default="", help="comma-separated S to serve besides")
     args = parser.parse_args()
 
     notes = load_notes("codiesp", args.path, args.split, lang=args.lang, codes=args.codes)
     notes = notes[: args.limit] if args.limit else notes
-    predictors = {
-        "network alone": OnnxPredictor(args.model, args.threads, 1, fused=False),
-        "fused": OnnxPredictor(args.model, args.threads, 1),
-    }
+    predictors = served_paths(
+        args.model, args.threads, [int(s) for s in args.shortlist.split(",") if s]
+    )
     for predictor in predictors.values():
         predictor.warm_up()
     timings: dict[str, list[float]] = {name: [] for name in predictors}
@@ -61,7 +83,7 @@ def main() -> None:
             predictor.predict([note], top_k=args.top_k)
             timings[name].append((time.perf_counter() - started) * 1000)
     summaries = {name: summarize(values) for name, values in timings.items()}
-    base = summaries["network alone"].p50
+    base = next(iter(summaries.values())).p50
     rows = [
         [name, str(s.n), fmt_ms(s.p50), fmt_ms(s.p95), fmt_ms(s.mean), f"{s.p50 / base:.2f}x"]
         for name, s in summaries.items()

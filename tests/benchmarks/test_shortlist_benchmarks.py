@@ -1,0 +1,56 @@
+"""Smoke tests for the shortlist benchmarks on a tiny fused bundle with a first stage and a tiny
+CodiEsp-shaped corpus: the fused latency script serves every path at full decoding and at each S,
+and the shortlist quality script reports one row per S. Timings and MAP values are not checked,
+only the report's shape and that recall and MAP are numbers in range."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.benchmarks.conftest import run_script, table_rows
+from tests.model.bundle_factory import add_fusion
+from tests.model.shortlist_bundle import build_shortlist_bundle
+from tests.training.synthetic import write_synthetic_codiesp
+
+
+@pytest.fixture(scope="module")
+def fused_shortlist_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    bundle_dir, _ = build_shortlist_bundle(tmp_path_factory.mktemp("fused-shortlist"), size=3)
+    return add_fusion(bundle_dir)
+
+
+@pytest.fixture(scope="module")
+def codiesp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_codiesp(tmp_path_factory.mktemp("codiesp"), n_train=4, n_dev=6)
+
+
+def test_fusion_latency_serves_each_path_at_full_decoding_and_each_s(
+    fused_shortlist_bundle: Path, codiesp: Path
+) -> None:
+    args = ["--model", str(fused_shortlist_bundle), "--path", str(codiesp), "--limit", "3"]
+    done = run_script("fusion_latency.py", *args, "--shortlist", "2,4")
+    assert done.returncode == 0, done.stderr
+    rows = table_rows(done.stdout, "served path")
+    assert [row[0] for row in rows] == [
+        f"{path}, {label}"
+        for label in ("full decoding", "S = 2", "S = 4")
+        for path in ("network alone", "fused")
+    ]
+    assert rows[0][-1] == "1.00x"  # the base: the network alone at full decoding
+    assert all(row[1] == "3" and float(row[2]) > 0 for row in rows)
+
+
+def test_shortlist_quality_reports_one_row_per_s(
+    fused_shortlist_bundle: Path, codiesp: Path
+) -> None:
+    args = ["--model", str(fused_shortlist_bundle), "--path", str(codiesp), "--sizes", "2,9"]
+    done = run_script("shortlist_quality.py", *args, "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    rows = table_rows(done.stdout, "S")
+    assert [row[0] for row in rows] == ["2", "9"]
+    for row in rows:
+        assert 0.0 <= float(row[1]) <= float(row[2]) <= 1.0  # first stage within decoded
+        assert 0.0 <= float(row[4]) <= 1.0
+    assert float(rows[1][6]) == pytest.approx(0.0, abs=1e-9)  # S covers every code: no drop

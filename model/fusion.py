@@ -198,7 +198,9 @@ class FusedScorer:
     below them all, in the network's order, so the ranking stays complete.
     """
 
-    def __init__(self, bundle: Bundle, threads: int | None = 1) -> None:
+    def __init__(
+        self, bundle: Bundle, threads: int | None = 1, *, context_rules: bool = True
+    ) -> None:
         metadata = bundle.metadata
         if metadata.fusion is None:
             raise ValueError(f"{bundle.directory} has no fused model")
@@ -215,7 +217,7 @@ class FusedScorer:
             MentionLexicon.load(bundle.fusion_file(LEXICON_FILE)),
             NeighbourIndex.load(bundle.fusion_file(NEIGHBOURS_FILE)),
             {code: count for code, count in counts.items() if count},
-            ContextRules.for_language(language) if language else None,
+            ContextRules.for_language(language) if language and context_rules else None,
         )
         self._combiner = Combiner(bundle.fusion_file(COMBINER_FILE), threads)
         self._codes = codes

@@ -114,6 +114,7 @@ class OnnxPredictor:
         max_batch_tokens: int | None = None,
         fused: bool = True,
         shortlist_size: int | None = None,
+        context_rules: bool = True,
     ) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be a positive number or None, got {threads}")
@@ -158,10 +159,14 @@ class OnnxPredictor:
         # BundleMetadata property, so a training run started on older code can still load this.
         self._thresholds = Thresholds.from_json(metadata.thresholds).per_code  # (C,) float64
         self._n_network = metadata.n_network_codes
-        # The fused model (lexicon, neighbours, combiner) where the bundle has one.
-        # The fused model where the bundle has one; `fused=False` serves the network alone (for
-        # ablations and latency comparisons; codes only the fusion knows then score 0).
-        self._fusion = FusedScorer(self._bundle) if fused and metadata.fusion is not None else None
+        # The fused model where the bundle has one; `fused=False` serves the network alone and
+        # `context_rules=False` reads no negation/uncertainty/family context (both for ablations
+        # and latency comparisons; without fusion, codes only the fusion knows score 0).
+        self._fusion = (
+            FusedScorer(self._bundle, context_rules=context_rules)
+            if fused and metadata.fusion is not None
+            else None
+        )
         self._shortlist_size, self._always = self._shortlist_settings(metadata, shortlist_size)
         self._ready = False
         self._ready_lock = threading.Lock()

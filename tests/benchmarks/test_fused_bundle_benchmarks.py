@@ -1,7 +1,8 @@
-"""Smoke tests for the shortlist benchmarks on a tiny fused bundle with a first stage and a tiny
-CodiEsp-shaped corpus: the fused latency script serves every path at full decoding and at each S,
-and the shortlist quality script reports one row per S. Timings and MAP values are not checked,
-only the report's shape and that recall and MAP are numbers in range."""
+"""Smoke tests for the benchmarks that read a fused bundle, on a tiny fused bundle with a first
+stage and a tiny CodiEsp-shaped corpus: the fused latency script serves every path at full
+decoding and at each S, the shortlist quality script reports one row per S, and the evidence
+sources script scores each source with the context rules on and off. Timings, MAP and X values
+are not checked, only the report's shape and that rates are numbers in range."""
 
 from __future__ import annotations
 
@@ -54,3 +55,18 @@ def test_shortlist_quality_reports_one_row_per_s(
         assert 0.0 <= float(row[1]) <= float(row[2]) <= 1.0  # first stage within decoded
         assert 0.0 <= float(row[4]) <= 1.0
     assert float(rows[1][6]) == pytest.approx(0.0, abs=1e-9)  # S covers every code: no drop
+
+
+def test_evidence_sources_scores_each_source_with_and_without_context(
+    fused_shortlist_bundle: Path, codiesp: Path
+) -> None:
+    args = ["--model", str(fused_shortlist_bundle), "--path", str(codiesp), "--threads", "1"]
+    done = run_script("evidence_sources.py", *args, "--codes", "D")
+    assert done.returncode == 0, done.stderr
+    rows = table_rows(done.stdout, "evidence")
+    assert {(row[0], row[1]) for row in rows} == {
+        (source, context)
+        for source in ("merged (as served)", "lexicon only", "attention only")
+        for context in ("on", "off")
+    }
+    assert all(0.0 <= float(value) <= 1.0 for row in rows for value in row[3:])

@@ -1,0 +1,138 @@
+"""Evidence against the coders' own spans, by source: attention only, lexicon only and merged (as
+served), each with the context rules (negation, uncertainty, family history) on and off, over one
+or more bundles (a D and a P bundle together give CodiEsp-X "D and P combined").
+
+For each bundle and setting the dev notes are coded once; the codes above the shipped thresholds
+keep only the evidence items of the source asked for (`Highlight.source`). Scored with the
+CodiEsp-X rule (training/evidence.py): X precision/recall/F1 and hit@1 for correctly predicted
+codes. With `--lang en` the coders' Spanish references are projected onto the English translation
+(training/projection.py, the aligner fitted on training and background notes only), since the X
+offsets point into the Spanish text. Usage:
+
+    python benchmarks/evidence_sources.py --model bundles/demo-d-es --model bundles/demo-p-es
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from _common import command_line, load_average, markdown_table
+
+from model.bundle import load_bundle
+from model.prediction import CodePrediction
+from model.runtime import OnnxPredictor
+from training.corpora.base import Document, EvidenceReference, EvidenceSpan
+from training.corpora.codiesp import locate_codiesp, read_codiesp_references
+from training.datasets import CorpusSpec
+from training.evidence import CodeEvidence, evidence_report, hit_at_one, x_scores
+from training.projection import fit_translator, project_spans
+
+SOURCES = {"merged (as served)": None, "lexicon only": "lexicon", "attention only": "attention"}
+
+
+def _evidence(
+    documents: Sequence[Document],
+    predictions: Sequence[Sequence[CodePrediction]],
+    label: str,
+    source: str | None,
+) -> list[CodeEvidence]:
+    """The codes above threshold with their evidence of `source` (None: every item), in order."""
+    return [
+        CodeEvidence(
+            document.id,
+            label,
+            prediction.code,
+            tuple(
+                (item.start, item.end)
+                for item in prediction.highlights
+                if source is None or item.source == source
+            ),
+        )
+        for document, ranked in zip(documents, predictions, strict=True)
+        for prediction in ranked
+        if prediction.above_threshold
+    ]
+
+
+def english_references(root: Path, codes: str) -> list[EvidenceReference]:
+    """The dev X references projected from the Spanish notes onto their English translation."""
+    spanish_spec = CorpusSpec("codiesp", str(root), lang="es", codes=codes)
+    english_spec = replace(spanish_spec, lang="en")
+    pairs = list(zip(spanish_spec.load("train"), english_spec.load("train"), strict=True))
+    background = zip(spanish_spec.load("background"), english_spec.load("background"), strict=True)
+    translator = fit_translator(pairs + list(background))
+    references = read_codiesp_references(root, "dev", codes=codes)
+    english = {document.id: document for document in english_spec.load("dev")}
+    projected: list[EvidenceReference] = []
+    for spanish in spanish_spec.load("dev"):
+        mine = [ref for ref in references if ref.note_id == spanish.id]
+        if spanish.id not in english or not mine:
+            continue
+        spans = tuple(EvidenceSpan(ref.code, ref.start, ref.end) for ref in mine)
+        moved = project_spans(replace(spanish, spans=spans), english[spanish.id], translator)
+        labels = {ref.code: ref.label for ref in mine}
+        projected += [
+            EvidenceReference(
+                spanish.id, labels[span.code], span.code, ((span.start, span.end),), ""
+            )
+            for span in moved.spans
+        ]
+    return projected
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, action="append", required=True)
+    parser.add_argument("--path", type=Path, default=None, help="CodiEsp folder")
+    parser.add_argument("--lang", default="es", choices=["es", "en"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--codes", choices=["D", "P"], help="default: each bundle's own")
+    args = parser.parse_args()
+    root = locate_codiesp(args.path)
+    labels = {
+        model: args.codes or load_bundle(model).metadata.corpus["codes"] for model in args.model
+    }
+    references: list[EvidenceReference] = []
+    for label in labels.values():
+        if args.lang == "en":
+            references += english_references(root, label)
+        else:
+            references += read_codiesp_references(root, "dev", codes=label)
+    rows = []
+    for context in (True, False):
+        found: dict[str, list[CodeEvidence]] = {name: [] for name in SOURCES}
+        for model, label in labels.items():
+            predictor = OnnxPredictor(model, args.threads, context_rules=context)
+            spec = CorpusSpec("codiesp", str(root), lang=args.lang, codes=label)
+            documents = spec.load("dev")
+            predictions = predictor.predict([document.text for document in documents])
+            for name, source in SOURCES.items():
+                found[name] += _evidence(documents, predictions, label, source)
+        for name in SOURCES:
+            report = evidence_report(
+                x_scores(found[name], references), hit_at_one(found[name], references)
+            )
+            for label, values in report.items():
+                if values["gold"]:
+                    rows.append(_row(name, context, label, values))
+    headers = ["evidence", "context rules", "label", "X P", "X R", "X F1", "hit@1", "overlap@1"]
+    print(f"`{command_line()}` (load {load_average()})\n")
+    print(markdown_table(headers, rows))
+
+
+def _row(name: str, context: bool, label: str, values: dict[str, float | int]) -> list[str]:
+    return [
+        name,
+        "on" if context else "off",
+        label,
+        *(f"{float(values[key]):.3f}" for key in ("precision", "recall", "f1")),
+        f"{float(values['hit_at_1_rule']):.3f}",
+        f"{float(values['hit_at_1_overlap']):.3f}",
+    ]
+
+
+if __name__ == "__main__":
+    main()

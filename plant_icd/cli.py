@@ -126,8 +126,12 @@ def _unavailable(name: str, mount: Mount, missing: list[str]) -> TyperCommand:
 def load_command(mount: Mount) -> TyperCommand | TyperGroup:
     """The mounted command, its module imported now."""
     module = importlib.import_module(mount.module)
-    group = cast(TyperGroup, typer.main.get_command(getattr(module, mount.app)))
-    command = group.get_command(typer.Context(group), mount.command)
+    loaded = typer.main.get_command(getattr(module, mount.app))
+    # An app with one command is that command, not a group holding it.
+    if not isinstance(loaded, TyperGroup):
+        command = loaded if loaded.name == mount.command else None
+    else:
+        command = loaded.get_command(typer.Context(loaded), mount.command)
     if command is None:
         raise LookupError(f"{mount.module}.{mount.app} has no command {mount.command!r}")
     if not sys.stdout.isatty():

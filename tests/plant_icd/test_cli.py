@@ -88,3 +88,15 @@ def test_a_misspelt_variable_is_named_with_the_closest_known_one() -> None:
         "warning: PLANT_ICD_BUNDLE_DRI is set but plant-icd reads no such variable; did you mean "
         "PLANT_ICD_BUNDLE_DIR?"
     ) in result.stderr
+
+
+def test_every_mounted_command_loads() -> None:
+    """Each mount resolves to its command, whether its app is a group or a single command
+    (`quantize` is one; it once failed to load from the root)."""
+    from plant_icd.cli import load_command
+
+    for name, mount in MOUNTS.items():
+        if missing_modules(mount):
+            continue
+        command = load_command(mount)
+        assert command.name == mount.command, name

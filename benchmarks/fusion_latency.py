@@ -56,7 +56,13 @@ def served_paths(model: Path, threads: int, sizes: list[int]) -> dict[str, OnnxP
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="a bundle with a fusion section")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        required=True,
+        help="a bundle with a fusion section; repeat to serve several side by side (fp32, int8)",
+    )
     parser.add_argument("--path", default=DEFAULT_CORPUS_PATH)
     parser.add_argument("--lang", default="es")
     parser.add_argument("--codes", default="D")
@@ -70,9 +76,12 @@ def main() -> None:
 
     notes = load_notes("codiesp", args.path, args.split, lang=args.lang, codes=args.codes)
     notes = notes[: args.limit] if args.limit else notes
-    predictors = served_paths(
-        args.model, args.threads, [int(s) for s in args.shortlist.split(",") if s]
-    )
+    sizes = [int(size) for size in args.shortlist.split(",") if size]
+    predictors: dict[str, OnnxPredictor] = {}
+    for model in args.model:
+        prefix = f"{model.name}: " if len(args.model) > 1 else ""
+        paths = served_paths(model, args.threads, sizes)
+        predictors |= {f"{prefix}{name}": predictor for name, predictor in paths.items()}
     for predictor in predictors.values():
         predictor.warm_up()
     timings: dict[str, list[float]] = {name: [] for name in predictors}

@@ -3,7 +3,9 @@ served), each with the context rules (negation, uncertainty, family history) on 
 or more bundles (a D and a P bundle together give CodiEsp-X "D and P combined").
 
 For each bundle and setting the dev notes are coded once; the codes above the shipped thresholds
-keep only the evidence items of the source asked for (`Highlight.source`). Scored with the
+keep the served evidence (merged), its lexicon items only, or the attention phrases the network
+alone gives for the same code (the merged list drops attention phrases that overlap a lexicon
+match; a code outside the network's exported top K has none). Scored with the
 CodiEsp-X rule (training/evidence.py): X precision/recall/F1 and hit@1 for correctly predicted
 codes. With `--lang en` the coders' Spanish references are projected onto the English translation
 (training/projection.py, the aligner fitted on training and background notes only), since the X
@@ -30,31 +32,28 @@ from training.datasets import CorpusSpec
 from training.evidence import CodeEvidence, evidence_report, hit_at_one, x_scores
 from training.projection import fit_translator, project_spans
 
-SOURCES = {"merged (as served)": None, "lexicon only": "lexicon", "attention only": "attention"}
+SOURCES = ("merged (as served)", "lexicon only", "attention only")
 
 
 def _evidence(
     documents: Sequence[Document],
     predictions: Sequence[Sequence[CodePrediction]],
     label: str,
-    source: str | None,
+    evidence_from: Sequence[Sequence[CodePrediction]] | None = None,
+    source: str | None = None,
 ) -> list[CodeEvidence]:
-    """The codes above threshold with their evidence of `source` (None: every item), in order."""
-    return [
-        CodeEvidence(
-            document.id,
-            label,
-            prediction.code,
-            tuple(
-                (item.start, item.end)
-                for item in prediction.highlights
-                if source is None or item.source == source
-            ),
-        )
-        for document, ranked in zip(documents, predictions, strict=True)
-        for prediction in ranked
-        if prediction.above_threshold
-    ]
+    """The codes above threshold in `predictions`, each with its evidence items of `source`
+    (None: every item) as `evidence_from` gives them for that code (default: `predictions`)."""
+    found: list[CodeEvidence] = []
+    for index, (document, ranked) in enumerate(zip(documents, predictions, strict=True)):
+        lookup = {item.code: item for item in (evidence_from or predictions)[index]}
+        for prediction in ranked:
+            if not prediction.above_threshold:
+                continue
+            items = lookup[prediction.code].highlights if prediction.code in lookup else ()
+            spans = [(h.start, h.end) for h in items if source is None or h.source == source]
+            found.append(CodeEvidence(document.id, label, prediction.code, tuple(spans)))
+    return found
 
 
 def english_references(root: Path, codes: str) -> list[EvidenceReference]:
@@ -105,12 +104,16 @@ def main() -> None:
     for context in (True, False):
         found: dict[str, list[CodeEvidence]] = {name: [] for name in SOURCES}
         for model, label in labels.items():
-            predictor = OnnxPredictor(model, args.threads, context_rules=context)
             spec = CorpusSpec("codiesp", str(root), lang=args.lang, codes=label)
             documents = spec.load("dev")
-            predictions = predictor.predict([document.text for document in documents])
-            for name, source in SOURCES.items():
-                found[name] += _evidence(documents, predictions, label, source)
+            texts = [document.text for document in documents]
+            served = OnnxPredictor(model, args.threads, context_rules=context).predict(texts)
+            # The network's own attention phrases for the same codes (the merged list drops the
+            # ones that overlap a lexicon match).
+            network = OnnxPredictor(model, args.threads, fused=False).predict(texts)
+            found[SOURCES[0]] += _evidence(documents, served, label)
+            found[SOURCES[1]] += _evidence(documents, served, label, source="lexicon")
+            found[SOURCES[2]] += _evidence(documents, served, label, network, "attention")
         for name in SOURCES:
             report = evidence_report(
                 x_scores(found[name], references), hit_at_one(found[name], references)

@@ -1,7 +1,8 @@
 """Served latency of a fused bundle against the same network alone, side by side in one run.
 
-Both predictors serve the same notes, one note per call (batch 1), alternating note by note so
-machine noise falls on both alike; each call is `predict(top_k=...)`, tokenisation, lexicon,
+Both predictors serve the same notes, one note per call (batch 1), in passes over all the notes
+(each path's pass in turn, rotated; a note's time is its median over the passes) so machine noise
+falls on both alike; each call is `predict(top_k=...)`, tokenisation, lexicon,
 neighbours, combiner and evidence included. Usage:
 
     python benchmarks/fusion_latency.py --model bundles/demo-d-es --lang es --codes D
@@ -15,6 +16,7 @@ at full decoding then.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
@@ -54,6 +56,25 @@ def served_paths(model: Path, threads: int, sizes: list[int]) -> dict[str, OnnxP
     return paths
 
 
+def timed_rounds(
+    predictors: dict[str, OnnxPredictor], notes: list[str], top_k: int, rounds: int
+) -> dict[str, list[float]]:
+    """Per path, each note's median time (ms) over `rounds` passes. In each pass every path codes
+    all the notes in turn, the paths in rotated order: alternating paths note by note made each
+    ONNX Runtime session start while the others' thread pools were still spinning, which doubled
+    every figure on 2 cores (a path served alone ran in half the time)."""
+    names = list(predictors)
+    per_note: dict[str, list[list[float]]] = {name: [[] for _ in notes] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            for index, note in enumerate(notes):
+                started = time.perf_counter()
+                predictors[name].predict([note], top_k=top_k)
+                per_note[name][index].append((time.perf_counter() - started) * 1000)
+    return {name: [statistics.median(times) for times in per_note[name]] for name in names}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument(
@@ -72,6 +93,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="notes to time (default: all)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--shortlist", default="", help="comma-separated S to serve besides")
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the notes per path")
     args = parser.parse_args()
 
     notes = load_notes("codiesp", args.path, args.split, lang=args.lang, codes=args.codes)
@@ -84,13 +106,8 @@ def main() -> None:
         predictors |= {f"{prefix}{name}": predictor for name, predictor in paths.items()}
     for predictor in predictors.values():
         predictor.warm_up()
-    timings: dict[str, list[float]] = {name: [] for name in predictors}
     facts = machine_facts(["onnxruntime", "numpy"])
-    for note in notes:
-        for name, predictor in predictors.items():
-            started = time.perf_counter()
-            predictor.predict([note], top_k=args.top_k)
-            timings[name].append((time.perf_counter() - started) * 1000)
+    timings = timed_rounds(predictors, notes, args.top_k, args.rounds)
     summaries = {name: summarize(values) for name, values in timings.items()}
     base = next(iter(summaries.values())).p50
     rows = [

@@ -114,6 +114,10 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
                 batch_size=8,
                 max_tokens=2048,
             ),
+            # The fusion forces its ~250 candidates per note into the decoded set, so a small S
+            # loses nothing: D-es dev MAP 0.5908 at S = 64 and 256 against 0.5911 decoding every
+            # code; served p50 15.1 ms at S = 64 against 17.5 ms at 256 (docs/BENCHMARKS.md).
+            shortlist=ShortlistSettings(size=64),
         ),
         # The demo's network with a longer budget: more LM pretraining on the background notes,
         # more fine-tuning epochs, and a combiner that reads the network's logit through one

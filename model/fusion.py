@@ -48,6 +48,9 @@ COMBINER_FILE = "combiner.onnx"
 COMBINER_INPUT = "features"
 COMBINER_OUTPUT = "margin"
 NEIGHBOURS_K = 20
+# Codes only the neighbours propose that a bundle whose combiner does not read the network still
+# has decoded, for their attention evidence (FusedScorer.candidate_columns).
+NEIGHBOUR_ATTENTION_CODES = 20
 # Which lexicon source makes the better first evidence item (FusedScorer.evidence): the coders'
 # own spans, then catalogue titles, then mined n-grams.
 EVIDENCE_PRIORITY = {"evidence": 0, "catalogue": 1, "mined": 2}
@@ -231,10 +234,19 @@ class FusedScorer:
         return self._builder.signals(text)
 
     def candidate_columns(self, signals: NoteSignals) -> np.ndarray:
-        """The network columns (int64, ascending) of the codes the lexicon and neighbours propose
-        for a note: the runtime has the graph decode them whatever its first stage says, so
-        the combiner reads their decoded logits, as it was fitted on."""
-        columns = [self._index.get(code, -1) for code in self._builder.candidates(signals)]
+        """The network columns (int64, ascending) the runtime has the graph decode for a note
+        whatever its first stage says.
+
+        A combiner that reads the network gets every candidate's decoded logit, as it was fitted
+        on. One that does not only needs decoding for attention evidence, which a code the lexicon
+        names already has: then only the neighbours' strongest other codes are forced."""
+        codes = self._builder.candidates(signals)
+        if not self._uses_network:
+            named = {link.code for match in signals.matches for link in match.links}
+            voted = [(votes.score, code) for code, votes in signals.votes.items()]
+            codes = [code for _, code in sorted(voted, reverse=True) if code not in named]
+            codes = codes[:NEIGHBOUR_ATTENTION_CODES]
+        columns = [self._index.get(code, -1) for code in codes]
         return np.array(sorted(c for c in columns if 0 <= c < self._n_network), dtype=np.int64)
 
     def score(

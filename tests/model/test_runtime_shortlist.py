@@ -103,17 +103,44 @@ def test_decoded_codes_keep_their_logits_and_the_rest_rank_below(
         )
 
 
-def test_fusion_candidates_are_always_decoded(
-    tmp_path: Path,
-) -> None:
+def _uses_network(bundle_dir: Path) -> None:
+    """Mark the bundle's combiner as one that reads the network logit (the factory's ignores it)."""
+    path = bundle_dir / "bundle.json"
+    metadata = json.loads(path.read_text())
+    metadata["fusion"]["uses_network"] = True
+    path.write_text(json.dumps(metadata))
+
+
+NOTES = ["Neumonía con fiebre y tos.", "Paciente con hipertensión."]
+
+
+def test_a_combiner_that_reads_the_network_has_every_candidate_decoded(tmp_path: Path) -> None:
     bundle_dir, _ = build_shortlist_bundle(tmp_path / "fused", size=1)
     add_fusion(bundle_dir)
+    _uses_network(bundle_dir)
     predictor = OnnxPredictor(bundle_dir, threads=1)
     assert predictor.metadata.shortlist == {"size": 1, "min_train_notes": 0}
-    run = predictor.shortlists(["Neumonía con fiebre y tos.", "Paciente con hipertensión."])
+    run = predictor.shortlists(NOTES)
     # The lexicon names J18.9 (5), R50.9 (0) and R05 (1) in the first note, I10 (2) in the second.
     assert set(run.forced[0].tolist()) >= {0, 1, 5} and 2 in run.forced[1].tolist()
     for forced, decoded in zip(run.forced, run.decoded, strict=True):
         assert set(forced.tolist()) <= set(decoded.tolist())
-    ranked = predictor.predict(["Neumonía con fiebre y tos."], top_k=3)[0]
+    ranked = predictor.predict(NOTES[:1], top_k=3)[0]
+    assert {p.code for p in ranked} == {"J18.9", "R50.9", "R05"}
+
+
+def test_without_the_network_in_the_combiner_named_codes_are_not_forced(tmp_path: Path) -> None:
+    """Decoding then serves only attention evidence, which a code the lexicon names has: only
+    the neighbours' other codes are forced; the ranking is the combiner's all the same."""
+    bundle_dir, _ = build_shortlist_bundle(tmp_path / "fused", size=1)
+    add_fusion(bundle_dir)
+    predictor = OnnxPredictor(bundle_dir, threads=1)
+    assert predictor.metadata.fusion is not None
+    assert predictor.metadata.fusion["uses_network"] is False
+    run = predictor.shortlists(NOTES)
+    assert not {0, 1, 5} & set(run.forced[0].tolist())
+    assert 2 not in run.forced[1].tolist()
+    for forced, decoded in zip(run.forced, run.decoded, strict=True):
+        assert set(forced.tolist()) <= set(decoded.tolist())
+    ranked = predictor.predict(NOTES[:1], top_k=3)[0]
     assert {p.code for p in ranked} == {"J18.9", "R50.9", "R05"}

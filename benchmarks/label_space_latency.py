@@ -101,12 +101,40 @@ def served_ways(args: argparse.Namespace, texts: Sequence[str]) -> list[Served]:
         settings: list[int | None] = [size] if shortlisted else [None]
         settings += args.shortlist_list if shortlisted else []
         for s in settings:
-            predictor = make_predictor(bundle, args.threads, s)
-            predictor.warm_up()
             label = f"{size:,} codes, " + ("full decoding" if s in (None, size) else f"S = {s}")
-            notes = {n: note_of_length(texts, predictor.tokenizer, n) for n in args.length_list}
-            ways.append(Served(label, size, predictor, notes))
+            ways.append(served_way(bundle, label, size, s, texts, args))
+        if args.int8 and shortlisted:
+            int8 = int8_bundle(bundle)
+            for s in args.shortlist_list:
+                ways.append(
+                    served_way(int8, f"{size:,} codes, S = {s}, int8", size, s, texts, args)
+                )
     return ways
+
+
+def served_way(
+    bundle: Path,
+    label: str,
+    size: int,
+    s: int | None,
+    texts: Sequence[str],
+    args: argparse.Namespace,
+) -> Served:
+    predictor = make_predictor(bundle, args.threads, s)
+    predictor.warm_up()
+    notes = {n: note_of_length(texts, predictor.tokenizer, n) for n in args.length_list}
+    return Served(label, size, predictor, notes)
+
+
+def int8_bundle(bundle: Path) -> Path:
+    """The dynamic-int8 copy of a synthetic bundle (`plant-icd quantize` without the dev check:
+    random weights have no MAP to keep), cached beside it."""
+    from training.quantize import quantize_bundle
+
+    target = bundle.parent / f"{bundle.name}-int8"
+    if not (target / "bundle.json").is_file():
+        quantize_bundle(bundle, target)
+    return target
 
 
 def timed(call: Callable[[], object]) -> float:
@@ -316,6 +344,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--transformer-layers", type=int, default=12, help="12: roberta-base")
     parser.add_argument("--transformer-hidden", type=int, default=768, help="768: roberta-base")
     parser.add_argument("--no-transformer", action="store_true")
+    parser.add_argument(
+        "--int8", action="store_true", help="also serve each shortlisted bundle's int8 copy"
+    )
     parser.add_argument("--no-serve-check", action="store_true")
     parser.add_argument("--out", type=Path, help="also write the Markdown report here")
     args = parser.parse_args(argv)

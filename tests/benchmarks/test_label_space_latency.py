@@ -56,3 +56,23 @@ def test_tables_for_every_size_length_and_batch(coded_corpus: Path, tmp_path: Pa
     ]
     assert batch[0][2] == "1.00x"
     assert "Service with 40 codes: ready" in report and "answered 201 with 10 codes" in report
+
+
+def test_int8_copies_are_served_beside_each_shortlist(coded_corpus: Path, tmp_path: Path) -> None:
+    done = run_script(
+        "label_space_latency.py",
+        *("--sizes", "6", "--lengths", "20", "--rounds", "1", "--network", "tiny"),
+        *("--vocab", "300", "--cache", str(tmp_path / "cache"), "--corpus", "jsonl"),
+        *("--corpus-path", str(coded_corpus), "--batch-notes", "16", "--shortlist", "3"),
+        *("--int8", "--no-transformer", "--no-serve-check"),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    lengths = table_rows(done.stdout, "served path (ms per note)")
+    assert [row[0] for row in lengths] == [
+        "6 codes, full decoding",
+        "6 codes, S = 3",
+        "6 codes, S = 3, int8",
+    ]
+    assert all(float(cell) > 0 for row in lengths for cell in row[1:])
+    assert any((tmp_path / "cache").rglob("bundle-int8/bundle.json"))

@@ -95,6 +95,7 @@ class LineProgress:
         self.started = 0.0
         self.steps = 0
         self.status: Mapping[str, float] = {}
+        self.last_epoch: Mapping[str, float] = {}  # the values of the stage's latest epoch
 
     def __call__(self, event: ProgressEvent) -> None:
         if event.stage != self.stage:
@@ -107,6 +108,7 @@ class LineProgress:
             self.write(
                 f"{event.stage}: epoch {event.epoch} {_status_text(event.values)} ({elapsed:.0f} s)"
             )
+            self.last_epoch = event.values
         else:
             self.status = event.values
 
@@ -115,12 +117,16 @@ class LineProgress:
         if self.stage is None:
             return
         elapsed = time.monotonic() - self.started
+        # After epochs, the last epoch's values, named so (the stage keeps its best epoch, which
+        # the epoch lines show); the last step's status (such as the loss) otherwise.
         last = _status_text(self.status)
+        if self.last_epoch:
+            last = f"last epoch {_status_text(self.last_epoch)}"
         self.write(
             f"{self.stage}: done, {self.steps} steps in {elapsed:.0f} s"
             + (f"; {last}" if last else "")
         )
-        self.stage, self.status = None, {}
+        self.stage, self.status, self.last_epoch = None, {}, {}
 
 
 @contextmanager

@@ -223,3 +223,5 @@ def test_progress_in_a_log_is_one_line_per_stage_and_epoch() -> None:
     assert lines[2] == "attention: started (8 steps planned)"
     assert lines[3].startswith("attention: epoch 1 train_loss 1.5000  dev_map 0.2500 (")
     assert lines[4].startswith("attention: done, 4 steps in ")
+    # The last epoch's values, named so, not the dev MAP of the epoch before it.
+    assert lines[4].endswith("; last epoch train_loss 1.5000  dev_map 0.2500")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -53,6 +53,57 @@ class Preset:
         return self.finetune.max_tokens
 
 
+# Sized for the whole CodiEsp pipeline in under 20 minutes on 2 CPU cores; the network's
+# defaults are this size.
+_DEMO = Preset(
+    name="demo",
+    vocab_size=8000,
+    # One LM epoch is short: light dropout lets it get past unigram statistics.
+    network={
+        "embedding_dropout": 0.0,
+        "input_dropout": 0.1,
+        "hidden_dropout": 0.05,
+        "weight_dropout": 0.1,
+        "output_dropout": 0.05,
+    },
+    # Many small steps: at batch 32 x 64 tokens the LM stayed at unigram perplexity
+    # (~840) within budget; 8 x 32 reaches ~170 on the same tokens (docs/BENCHMARKS.md).
+    lm=LMConfig(epochs=1, bptt=32, batch_size=8, lr=3e-3),
+    l2r=L2RConfig(),
+    finetune=FinetuneConfig(
+        stages=[
+            StageConfig("decoder", "decoder", epochs=6, lr=3e-3),
+            StageConfig("top", "top", epochs=2, lr=1e-3),
+            StageConfig("all", "all", epochs=2, lr=5e-4),
+        ],
+        batch_size=8,
+        max_tokens=2048,
+    ),
+    # The fusion forces its ~250 candidates per note into the decoded set, so a small S
+    # loses nothing: D-es dev MAP 0.5908 at S = 64 and 256 against 0.5911 decoding every
+    # code; served p50 15.1 ms at S = 64 against 17.5 ms at 256 (docs/BENCHMARKS.md).
+    shortlist=ShortlistSettings(size=64),
+)
+
+
+def _longer_budget(demo: Preset) -> Preset:
+    """The demo's network with a longer budget: more LM pretraining on the background notes,
+    more fine-tuning epochs, and a combiner that reads the network's logit through one
+    out-of-fold network per fusion fold (training/fold_networks.py). Hours on 2 CPU cores
+    (docs/BENCHMARKS.md); minutes on a GPU. Every candidate is decoded for the combiner, so S
+    is the default, not the demo's."""
+    epochs = {"decoder": 10, "top": 3, "all": 4}
+    stages = [replace(step, epochs=epochs[step.name]) for step in demo.finetune.stages]
+    return replace(
+        demo,
+        name="full",
+        lm=replace(demo.lm, epochs=3),
+        finetune=replace(demo.finetune, stages=stages, patience=3),
+        fusion=FusionSettings(network=True, network_candidates=10),
+        shortlist=ShortlistSettings(),
+    )
+
+
 PRESETS: Mapping[str, Preset] = MappingProxyType(
     {
         # Seconds, for tests and smoke runs on synthetic corpora; not a useful model.
@@ -88,65 +139,8 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
             # Fewer than the synthetic corpus's codes, so end-to-end runs decode a shortlist.
             shortlist=ShortlistSettings(size=3),
         ),
-        # Sized for the whole CodiEsp pipeline in under 20 minutes on 2 CPU cores; the network's
-        # defaults are this size.
-        "demo": Preset(
-            name="demo",
-            vocab_size=8000,
-            # One LM epoch is short: light dropout lets it get past unigram statistics.
-            network={
-                "embedding_dropout": 0.0,
-                "input_dropout": 0.1,
-                "hidden_dropout": 0.05,
-                "weight_dropout": 0.1,
-                "output_dropout": 0.05,
-            },
-            # Many small steps: at batch 32 x 64 tokens the LM stayed at unigram perplexity
-            # (~840) within budget; 8 x 32 reaches ~170 on the same tokens (docs/BENCHMARKS.md).
-            lm=LMConfig(epochs=1, bptt=32, batch_size=8, lr=3e-3),
-            l2r=L2RConfig(),
-            finetune=FinetuneConfig(
-                stages=[
-                    StageConfig("decoder", "decoder", epochs=6, lr=3e-3),
-                    StageConfig("top", "top", epochs=2, lr=1e-3),
-                    StageConfig("all", "all", epochs=2, lr=5e-4),
-                ],
-                batch_size=8,
-                max_tokens=2048,
-            ),
-            # The fusion forces its ~250 candidates per note into the decoded set, so a small S
-            # loses nothing: D-es dev MAP 0.5908 at S = 64 and 256 against 0.5911 decoding every
-            # code; served p50 15.1 ms at S = 64 against 17.5 ms at 256 (docs/BENCHMARKS.md).
-            shortlist=ShortlistSettings(size=64),
-        ),
-        # The demo's network with a longer budget: more LM pretraining on the background notes,
-        # more fine-tuning epochs, and a combiner that reads the network's logit through one
-        # out-of-fold network per fusion fold (training/fold_networks.py). Hours on 2 CPU cores
-        # (docs/BENCHMARKS.md); minutes on a GPU.
-        "full": Preset(
-            name="full",
-            vocab_size=8000,
-            network={
-                "embedding_dropout": 0.0,
-                "input_dropout": 0.1,
-                "hidden_dropout": 0.05,
-                "weight_dropout": 0.1,
-                "output_dropout": 0.05,
-            },
-            lm=LMConfig(epochs=3, bptt=32, batch_size=8, lr=3e-3),
-            l2r=L2RConfig(),
-            finetune=FinetuneConfig(
-                stages=[
-                    StageConfig("decoder", "decoder", epochs=10, lr=3e-3),
-                    StageConfig("top", "top", epochs=3, lr=1e-3),
-                    StageConfig("all", "all", epochs=4, lr=5e-4),
-                ],
-                batch_size=8,
-                max_tokens=2048,
-                patience=3,
-            ),
-            fusion=FusionSettings(network=True, network_candidates=10),
-        ),
+        "demo": _DEMO,
+        "full": _longer_budget(_DEMO),
         # The AWD-LSTM of ULMFiT/PLANT (fastai's dropouts and bptt 72), the paper's decoder sizes.
         "paper": Preset(
             name="paper",

@@ -30,7 +30,8 @@ from training.corpora.base import Document, EvidenceReference, EvidenceSpan
 from training.corpora.codiesp import locate_codiesp, read_codiesp_references
 from training.datasets import CorpusSpec
 from training.evidence import CodeEvidence, evidence_report, hit_at_one, x_scores
-from training.projection import fit_translator, project_spans
+from training.fusion import english_translator
+from training.projection import project_spans
 
 SOURCES = ("merged (as served)", "lexicon only", "attention only")
 
@@ -60,9 +61,7 @@ def english_references(root: Path, codes: str) -> list[EvidenceReference]:
     """The dev X references projected from the Spanish notes onto their English translation."""
     spanish_spec = CorpusSpec("codiesp", str(root), lang="es", codes=codes)
     english_spec = replace(spanish_spec, lang="en")
-    pairs = list(zip(spanish_spec.load("train"), english_spec.load("train"), strict=True))
-    background = zip(spanish_spec.load("background"), english_spec.load("background"), strict=True)
-    translator = fit_translator(pairs + list(background))
+    _, translator = english_translator(english_spec, english_spec.load("train"))
     references = read_codiesp_references(root, "dev", codes=codes)
     english = {document.id: document for document in english_spec.load("dev")}
     projected: list[EvidenceReference] = []

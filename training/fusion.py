@@ -31,7 +31,7 @@ from model.neighbours import NeighbourIndex
 from training.corpora.base import Document
 from training.datasets import CorpusSpec, code_counts
 from training.lexicon import Phrases, build_lexicon, catalogue_phrases, icd10cm_descriptions
-from training.projection import fit_translator, project_spans
+from training.projection import WordTranslator, fit_translator, project_spans
 
 # (documents the branches are built on, documents to score) -> per document, code -> logit
 NetworkLogits = Callable[[Sequence[Document], Sequence[Document]], list[dict[str, float]]]
@@ -297,6 +297,19 @@ class FittedFusion:
     extra_codes: list[str]  # codes only the fusion proposes, sorted
 
 
+def english_translator(
+    spec: CorpusSpec, english_docs: Sequence[Document]
+) -> tuple[dict[str, Document], WordTranslator]:
+    """For CodiEsp English training notes: their Spanish originals by id, and the word aligner
+    (training/projection.py) fitted on those pairs and the background notes, never on dev or
+    test notes unless `english_docs` holds them."""
+    spanish_spec = replace(spec, lang="es")
+    spanish = {document.id: document for document in spanish_spec.load("train")}
+    background = list(zip(spanish_spec.load("background"), spec.load("background"), strict=True))
+    pairs = [(spanish[doc.id], doc) for doc in english_docs if doc.id in spanish]
+    return spanish, fit_translator(pairs + background)
+
+
 def fusion_documents(train_docs: Sequence[Document], spec: CorpusSpec) -> list[Document]:
     """The training notes with evidence spans in their own language.
 
@@ -304,11 +317,7 @@ def fusion_documents(train_docs: Sequence[Document], spec: CorpusSpec) -> list[D
     the word alignment learns from the training and background notes, never dev or test."""
     if spec.name != "codiesp" or spec.lang != "en":
         return list(train_docs)
-    spanish_spec = replace(spec, lang="es")
-    spanish = {document.id: document for document in spanish_spec.load("train")}
-    background = list(zip(spanish_spec.load("background"), spec.load("background"), strict=True))
-    pairs = [(spanish[document.id], document) for document in train_docs if document.id in spanish]
-    translator = fit_translator(pairs + background)
+    spanish, translator = english_translator(spec, train_docs)
     return [
         project_spans(spanish[document.id], document, translator)
         if document.id in spanish

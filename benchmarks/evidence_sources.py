@@ -100,6 +100,7 @@ def main() -> None:
         else:
             references += read_codiesp_references(root, "dev", codes=label)
     rows = []
+    network: dict[Path, list[list[CodePrediction]]] = {}  # the context rules do not touch it
     for context in (True, False):
         found: dict[str, list[CodeEvidence]] = {name: [] for name in SOURCES}
         for model, label in labels.items():
@@ -109,10 +110,11 @@ def main() -> None:
             served = OnnxPredictor(model, args.threads, context_rules=context).predict(texts)
             # The network's own attention phrases for the same codes (the merged list drops the
             # ones that overlap a lexicon match).
-            network = OnnxPredictor(model, args.threads, fused=False).predict(texts)
+            if model not in network:
+                network[model] = OnnxPredictor(model, args.threads, fused=False).predict(texts)
             found[SOURCES[0]] += _evidence(documents, served, label)
             found[SOURCES[1]] += _evidence(documents, served, label, source="lexicon")
-            found[SOURCES[2]] += _evidence(documents, served, label, network, "attention")
+            found[SOURCES[2]] += _evidence(documents, served, label, network[model], "attention")
         for name in SOURCES:
             report = evidence_report(
                 x_scores(found[name], references), hit_at_one(found[name], references)

@@ -34,6 +34,7 @@ from _common import (
     summarize,
 )
 
+from model.bundle import load_bundle
 from model.runtime import OnnxPredictor
 
 
@@ -45,7 +46,7 @@ def served_paths(model: Path, threads: int, sizes: list[int]) -> dict[str, OnnxP
             "network alone": OnnxPredictor(model, threads, 1, fused=False),
             "fused": OnnxPredictor(model, threads, 1),
         }
-    every = OnnxPredictor(model, threads, 1, fused=False).metadata.n_network_codes
+    every = load_bundle(model).metadata.n_network_codes
     paths = {}
     for size in (every, *sizes):
         label = "full decoding" if size == every else f"S = {size}"

@@ -19,6 +19,7 @@ import torch
 
 from model.tokenizer import NoteTokenizer
 from training.corpora.base import Document
+from training.planting import span_token_masks
 
 # Keeps -log finite when a code puts no mass at all on its span (inattention keeps k positions).
 MASS_FLOOR = 1e-4
@@ -46,18 +47,11 @@ def span_token_targets(
     notes = tokenizer.encode_batch([document.text for document in documents], max_tokens=max_tokens)
     targets: list[list[SpanTokens]] = []
     for document, note in zip(documents, notes, strict=True):
-        starts, ends = note.offsets[:, 0], note.offsets[:, 1]  # (T,)
-        inside_by_code: dict[int, np.ndarray] = {}
-        for span in document.spans:
-            if span.code not in column:
-                continue
-            inside = (starts < span.end) & (ends > span.start) & (ends > starts)  # (T,)
-            code = column[span.code]
-            inside_by_code[code] = inside_by_code.get(code, np.zeros_like(inside)) | inside
+        masks = span_token_masks(document, note.offsets, column)
         targets.append(
             [
                 SpanTokens(code, np.flatnonzero(inside).astype(np.int64))
-                for code, inside in sorted(inside_by_code.items())
+                for code, inside in sorted(masks.items())
                 if inside.any()
             ]
         )

@@ -8,7 +8,7 @@ evidence tokens the ones coders marked more often rank higher. Without spans, MI
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -27,16 +27,29 @@ def evidence_counts(
     counts = np.zeros((tokenizer.vocab_size, len(codes)), dtype=np.float32)  # (V, C)
     notes = tokenizer.encode_batch([document.text for document in documents], max_tokens=max_tokens)
     for document, note in zip(documents, notes, strict=True):
-        starts, ends = note.offsets[:, 0], note.offsets[:, 1]  # (T,)
         marked: set[tuple[int, int]] = set()
-        for span in document.spans:
-            if span.code not in column:
-                continue
-            inside = (starts < span.end) & (ends > span.start) & (ends > starts)  # (T,)
-            marked.update((int(token), column[span.code]) for token in note.ids[inside])
+        for code, inside in span_token_masks(document, note.offsets, column).items():
+            marked.update((int(token), code) for token in note.ids[inside])
         for token, code in marked:
             counts[token, code] += 1.0
     return counts
+
+
+def span_token_masks(
+    document: Document, offsets: np.ndarray, column: Mapping[str, int]
+) -> dict[int, np.ndarray]:
+    """Per code column, which tokens (bool (T,), from the token offsets (T, 2)) overlap one of the
+    code's evidence spans in `document`; codes outside `column` are skipped, and so are empty
+    tokens."""
+    starts, ends = offsets[:, 0], offsets[:, 1]  # (T,)
+    masks: dict[int, np.ndarray] = {}
+    for span in document.spans:
+        if span.code not in column:
+            continue
+        inside = (starts < span.end) & (ends > span.start) & (ends > starts)  # (T,)
+        code = column[span.code]
+        masks[code] = masks[code] | inside if code in masks else inside
+    return masks
 
 
 def evidence_relevance(mutual_information: np.ndarray, counts: np.ndarray) -> np.ndarray:

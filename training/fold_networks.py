@@ -20,17 +20,25 @@ from dataclasses import replace
 from itertools import count
 from typing import Any
 
+import numpy as np
+
 from training.corpora.base import Document
 from training.final import FinalReference
 from training.finetune import predict_logits
 from training.fusion import NetworkLogits
 from training.stage_cache import stage_key
-from training.stages import FineTune, MutualInformation, RankTokens, RunState, tokenize_documents
+from training.stages import FineTune, MutualInformation, RankTokens, RunState
 
 
 def selected_epochs(reports: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Fine-tuning stage -> the epoch the run's network kept (at least 1)."""
     return {report["name"]: max(1, int(report["best_epoch"])) for report in reports}
+
+
+def notes_of(state: RunState, documents: Sequence[Document]) -> list[np.ndarray]:
+    """The token ids the run already holds for these training notes (by note id)."""
+    by_id = dict(zip((doc.id for doc in state.train_docs), state.train_notes, strict=True))
+    return [by_id[document.id] for document in documents]
 
 
 def fold_state(state: RunState, kept: Sequence[Document], fold: int) -> RunState:
@@ -41,7 +49,7 @@ def fold_state(state: RunState, kept: Sequence[Document], fold: int) -> RunState
         state,
         train_docs=list(kept),
         evidence_docs=list(kept),
-        train_notes=tokenize_documents(state.tokenizer, kept),
+        train_notes=notes_of(state, kept),
         # The MI, L2R and classifier keys derive from this one: a fold never reads the run's.
         tokenizer_key=stage_key(state.tokenizer_key, "fold", fold, ids),
         final=FinalReference(
@@ -59,21 +67,21 @@ def fold_network_logits(state: RunState) -> NetworkLogits:
     folds = count()
 
     def logits(kept: Sequence[Document], scored: Sequence[Document]) -> list[dict[str, float]]:
-        sub = fold_state(state, kept, next(folds))
+        fold = next(folds)
+        sub = fold_state(state, kept, fold)
         for stage in (MutualInformation(), RankTokens(), FineTune()):
             stage.run(sub)
         assert sub.classifier is not None
         finetune = state.preset.finetune
         values = predict_logits(
             sub.classifier,
-            tokenize_documents(state.tokenizer, scored),
+            notes_of(state, scored),
             finetune.batch_size * 2,
             finetune.max_tokens,
             state.config.pad_id,
             state.ctx.device,
         )  # (len(scored), C)
-        fold = sub.final.bundle.replace(" ", "-") if sub.final else "fold"
-        state.seconds.update({f"fusion/{fold}/{key}": value for key, value in sub.seconds.items()})
+        state.seconds.update({f"fusion/fold-{fold}/{k}": v for k, v in sub.seconds.items()})
         return [dict(zip(state.codes, row.tolist(), strict=True)) for row in values]
 
     return logits

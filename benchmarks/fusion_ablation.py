@@ -40,6 +40,7 @@ VARIANTS = {
     "fused (shipped settings)": {},
     "without context rules": {"context": False},
     "without catalogue": {"catalogue": False},
+    "without partial phrases": {"partial": False},
     "without mined n-grams": {"mined": False},
     "without evidence spans (mined + catalogue)": {"evidence": False},
 }

@@ -53,7 +53,7 @@ NEIGHBOURS_K = 20
 NEIGHBOUR_ATTENTION_CODES = 20
 # Which lexicon source makes the better first evidence item (FusedScorer.evidence): the coders'
 # own spans, then catalogue titles, then mined n-grams.
-EVIDENCE_PRIORITY = {"evidence": 0, "catalogue": 1, "mined": 2}
+EVIDENCE_PRIORITY = {"evidence": 0, "catalogue": 1, "partial": 2, "mined": 3}
 
 
 @dataclass(frozen=True)

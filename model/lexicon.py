@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.text import Word, words
+from model.text import Word, lexicon_words, plural_folded
 
-SOURCES = ("evidence", "mined", "catalogue")
-LEXICON_FORMAT = 1
+# partial: shorter runs of the coders' phrases (`hepatitis` from `hepatitis cronica c`).
+SOURCES = ("evidence", "partial", "mined", "catalogue")
+LEXICON_FORMAT = 2  # 2: keys are lexicon words (plural endings cut)
 _END = ""  # trie key that marks "a mention ends here"; words are never empty
 
 
@@ -43,11 +44,25 @@ class Match:
     links: tuple[MentionLink, ...]
 
 
+def _keyed_as_matched(
+    mentions: Mapping[tuple[str, ...], Sequence[MentionLink]],
+) -> dict[tuple[str, ...], tuple[MentionLink, ...]]:
+    """Mentions keyed by the words notes are matched on (`lexicon_words`: plural endings cut),
+    so a key written either way matches; keys that become one keep each code's first link."""
+    merged: dict[tuple[str, ...], dict[str, MentionLink]] = {}
+    for key, links in mentions.items():
+        if key and links:
+            codes = merged.setdefault(tuple(plural_folded(word) for word in key), {})
+            for link in links:
+                codes.setdefault(link.code, link)
+    return {key: tuple(codes.values()) for key, codes in merged.items()}
+
+
 class MentionTrie:
     """Mentions of one source as a word trie; `find` returns the maximal matches of a note."""
 
     def __init__(self, mentions: Mapping[tuple[str, ...], Sequence[MentionLink]]) -> None:
-        self._links = {key: tuple(links) for key, links in mentions.items() if key and links}
+        self._links = _keyed_as_matched(mentions)
         self._root: dict[str, Any] = {}
         for key in self._links:
             node = self._root
@@ -91,8 +106,8 @@ class MentionTrie:
         return maximal
 
     def find(self, text: str, source: str, note_words: Sequence[Word] | None = None) -> list[Match]:
-        """The maximal matches in `text` with their links (`note_words`: `words(text)`)."""
-        note_words = words(text) if note_words is None else note_words
+        """The maximal matches in `text` with their links (`note_words`: `lexicon_words(text)`)."""
+        note_words = lexicon_words(text) if note_words is None else note_words
         return [
             Match(
                 source=source,
@@ -131,7 +146,7 @@ class MentionLexicon:
         }
 
     def find(self, text: str) -> list[Match]:
-        note_words = words(text)
+        note_words = lexicon_words(text)
         found = [
             match
             for source, trie in self._tries.items()

@@ -54,6 +54,23 @@ def words(text: str) -> list[Word]:
     return [Word(m.group(), m.start(), m.end()) for m in _WORD.finditer(fold(text))]
 
 
+_VOWELS = frozenset("aeiou")
+
+
+def plural_folded(word: str) -> str:
+    """`word` without plural endings (es/en): `lesiones` -> `lesion`, `urgencias` -> `urgencia`,
+    `kidneys` -> `kidney`. Mentions and notes are cut alike, so an over-cut (`diabetes` ->
+    `diabet`) still matches; idempotent, so a cut key can be cut again safely."""
+    while len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
+        word = word[:-2] if word.endswith("es") and word[-3] not in _VOWELS else word[:-1]
+    return word
+
+
+def lexicon_words(text: str) -> list[Word]:
+    """The words the lexicon matches on: folded, plural endings removed, offsets kept."""
+    return [Word(plural_folded(word.text), word.start, word.end) for word in words(text)]
+
+
 def phrase_key(text: str) -> tuple[str, ...]:
     """The folded word sequence of a phrase: how a mention is looked up."""
-    return tuple(word.text for word in words(text))
+    return tuple(word.text for word in lexicon_words(text))

@@ -41,6 +41,7 @@ NetworkLogits = Callable[[Sequence[Document], Sequence[Document]], list[dict[str
 class FusionSettings:
     folds: int = 5
     evidence: bool = True
+    partial: bool = True  # shorter runs of the evidence phrases, a lexicon source of their own
     mined: bool = True
     catalogue: bool = True
     num_leaves: int = 15
@@ -80,6 +81,7 @@ def build_features(
     lexicon = build_lexicon(
         documents,
         evidence=settings.evidence,
+        partial=settings.partial,
         mined=settings.mined,
         catalogue=catalogue if settings.catalogue else None,
     )

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 from model.lexicon import MentionLexicon, MentionLink, MentionTrie
-from model.text import FUNCTION_WORDS, phrase_key, words
+from model.text import FUNCTION_WORDS, lexicon_words, phrase_key
 from training.corpora.base import Document
 
 Phrases = dict[tuple[str, ...], set[str]]
@@ -48,8 +48,26 @@ def evidence_phrases(documents: Iterable[Document]) -> Phrases:
     return phrases
 
 
+def partial_phrases(evidence: Phrases) -> Phrases:
+    """Shorter pieces of the coders' phrases: each contiguous run of a phrase's words that starts
+    and ends on a content word (`hepatitis` from `hepatitis cronica c`), linked to its codes."""
+    phrases: Phrases = {}
+    for key, codes in evidence.items():
+        for first, token in enumerate(key):
+            if not _content(token):
+                continue
+            for stop in range(first + 1, len(key) + 1):
+                if (first, stop) != (0, len(key)) and _content(key[stop - 1]):
+                    phrases.setdefault(key[first:stop], set()).update(codes)
+    return {key: codes for key, codes in phrases.items() if key not in evidence}
+
+
+def _content(token: str) -> bool:
+    return token not in FUNCTION_WORDS and len(token) >= 3 and not token.isdigit()
+
+
 def _ngrams(text: str) -> set[tuple[str, ...]]:
-    tokens = [word.text for word in words(text)]
+    tokens = [word.text for word in lexicon_words(text)]
     grams: set[tuple[str, ...]] = set()
     for first, token in enumerate(tokens):
         if token in FUNCTION_WORDS or len(token) < 3 or token.isdigit():
@@ -121,7 +139,7 @@ def weigh_phrases(phrases: Phrases, documents: Sequence[Document]) -> MentionTri
     notes_with: Counter[tuple[str, ...]] = Counter()
     notes_with_code: Counter[tuple[tuple[str, ...], str]] = Counter()
     for document in documents:
-        keys = {key for _, _, key in trie.spans(words(document.text))}
+        keys = {key for _, _, key in trie.spans(lexicon_words(document.text))}
         notes_with.update(keys)
         gold = set(document.codes)
         notes_with_code.update((key, code) for key in keys for code in phrases[key] & gold)
@@ -146,6 +164,7 @@ def build_lexicon(
     documents: Sequence[Document],
     *,
     evidence: bool = True,
+    partial: bool = True,
     mined: bool = True,
     catalogue: Phrases | None = None,
 ) -> MentionLexicon:
@@ -153,7 +172,10 @@ def build_lexicon(
     catalogue phrases (where a source exists), each weighted on `documents`."""
     tries: dict[str, MentionTrie] = {}
     if evidence and any(document.spans for document in documents):
-        tries["evidence"] = weigh_phrases(evidence_phrases(documents), documents)
+        spans = evidence_phrases(documents)
+        tries["evidence"] = weigh_phrases(spans, documents)
+        if partial:
+            tries["partial"] = weigh_phrases(partial_phrases(spans), documents)
     if mined:
         tries["mined"] = weigh_phrases(mined_phrases(documents), documents)
     if catalogue:

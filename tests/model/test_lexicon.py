@@ -34,6 +34,25 @@ def test_the_longest_match_wins_and_matches_inside_it_are_dropped() -> None:
     assert found == [("diabetes mellitus tipo 2", 4), ("tipo 2 con", 3)]
 
 
+def test_singular_and_plural_mentions_match_each_other() -> None:
+    trie = _trie(("lesion hepatica", "K76.9", 0.8))
+    text = "Se observan lesiones hepáticas múltiples"
+    (match,) = trie.find(text, "evidence")
+    assert text[match.start : match.end] == "lesiones hepáticas"
+
+
+def test_mentions_that_fold_together_keep_one_link_per_code() -> None:
+    trie = MentionTrie(
+        {
+            ("urgencias",): [MentionLink("R39.15", 0.6, 3, 2)],
+            ("urgencia",): [MentionLink("R39.15", 0.4, 5, 2), MentionLink("R39.16", 0.2, 5, 1)],
+        }
+    )
+    assert trie.mentions == {
+        ("urgencia",): (MentionLink("R39.15", 0.6, 3, 2), MentionLink("R39.16", 0.2, 5, 1))
+    }
+
+
 def test_sources_do_not_hide_each_other() -> None:
     lexicon = MentionLexicon(
         {

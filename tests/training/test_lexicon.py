@@ -1,5 +1,6 @@
 import pytest
 
+from model.text import phrase_key
 from training.corpora.base import Document, EvidenceSpan
 from training.lexicon import (
     PRIOR_NOTES,
@@ -9,6 +10,7 @@ from training.lexicon import (
     description_fragments,
     evidence_phrases,
     mined_phrases,
+    partial_phrases,
 )
 
 
@@ -59,5 +61,32 @@ def test_catalogue_fragments_keep_the_head_and_drop_vague_ones() -> None:
         f"E1{i}.9": [f"Diabetes mellitus tipo {i}, sin complicaciones"] for i in range(5)
     }
     phrases = catalogue_phrases(descriptions)
-    assert ("diabetes", "mellitus", "tipo", "1") in phrases
-    assert ("diabetes", "mellitus", "tipo", "1", "sin", "complicaciones") in phrases
+    assert phrase_key("diabetes mellitus tipo 1") in phrases
+    assert phrase_key("diabetes mellitus tipo 1 sin complicaciones") in phrases
+
+
+def test_partial_phrases_are_the_shorter_content_word_runs_of_evidence_phrases() -> None:
+    evidence = {
+        phrase_key("hepatitis crónica por virus C"): {"B18.2"},
+        phrase_key("hepatitis"): {"K75.9"},
+    }
+    partial = partial_phrases(evidence)
+    assert partial[phrase_key("hepatitis cronica")] == {"B18.2"}
+    assert partial[phrase_key("cronica por virus")] == {"B18.2"}
+    assert phrase_key("hepatitis") not in partial  # a coders' phrase of its own already
+    assert phrase_key("hepatitis cronica por virus c") not in partial  # the whole phrase
+    # Never starting or ending on a function word or a short token.
+    assert not any(key[0] in {"por", "c"} or key[-1] in {"por", "c"} for key in partial)
+
+
+def test_build_lexicon_has_a_partial_source_only_where_asked() -> None:
+    span = EvidenceSpan("B18.2", 0, 17)
+    documents = [
+        _doc("a", "hepatitis cronica c", ("B18.2",), (span,)),
+        _doc("b", "hepatitis cronica", ("B18.2",)),
+    ]
+    lexicon = build_lexicon(documents, mined=False)
+    assert lexicon.sources == ["evidence", "partial"]
+    (link,) = lexicon.trie("partial").mentions[phrase_key("hepatitis")]
+    assert (link.code, link.support, link.hits) == ("B18.2", 2, 2)
+    assert build_lexicon(documents, mined=False, partial=False).sources == ["evidence"]

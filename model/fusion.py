@@ -8,7 +8,7 @@ combiner sees at serving time exactly the features it was fitted on.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,19 +68,27 @@ class NoteSignals:
 def _source_features(pairs: Sequence[tuple[Match, MentionLink]], code_notes: int) -> list[float]:
     """Per source: noisy-OR and best precision of the matches naming the code, how many, the
     best mention's support, the longest match, the share of the code's training notes that had
-    one of these mentions (coverage), and how few codes the best mention names (specificity)."""
+    one of these mentions (coverage), and how few codes the best mention names (specificity).
+
+    One pass over the pairs (a note names a few hundred (code, source) pairs, each scored here)."""
     if not pairs:
         return [0.0] * len(_SOURCE_FEATURES)
-    weights = [link.weight for _, link in pairs]
-    best = max(range(len(pairs)), key=lambda i: weights[i])
-    best_match, best_link = pairs[best]
+    best_match, best_link = pairs[0]
+    unmatched = 1.0  # product of (1 - weight): noisy-OR's complement, as `noisy_or` multiplies
+    longest = hits = 0
+    for match, link in pairs:
+        unmatched *= 1.0 - link.weight
+        if link.weight > best_link.weight:
+            best_match, best_link = match, link
+        longest = max(longest, match.n_words)
+        hits = max(hits, link.hits)
     return [
-        noisy_or(weights),
-        weights[best],
+        1.0 - unmatched,
+        best_link.weight,
         float(len(pairs)),
         math.log1p(best_link.support),
-        float(max(match.n_words for match, _ in pairs)),
-        max(link.hits for _, link in pairs) / code_notes if code_notes else 0.0,
+        float(longest),
+        hits / code_notes if code_notes else 0.0,
         1.0 / len(best_match.links),
     ]
 
@@ -123,49 +131,77 @@ class FeatureBuilder:
         codes: Sequence[str],
         network_logits: Mapping[str, float] | None = None,
     ) -> np.ndarray:
-        """Feature matrix float32 (len(codes), len(FEATURES)); a missing network logit is NaN."""
+        """Feature matrix float32 (len(codes), len(FEATURES)); a missing network logit is NaN.
+
+        Filled column block by column block from what the note's signals name (a few dozen
+        lexicon codes, the neighbours' votes), not code by code: a note has hundreds of
+        candidates, most of them only voted for by a neighbour."""
+        rows = np.zeros((len(codes), len(FEATURES)), dtype=np.float32)
+        position = {code: row for row, code in enumerate(codes)}
+        lexical, flagged = self._lexicon_columns(signals, position, rows)
+        column = FEATURES.index
+        rows[:, column("category_noisy_or")] = _best_sibling_scores(lexical, codes)
+        for code, votes in signals.votes.items():
+            if (row := position.get(code)) is not None:
+                at = column("neighbour_score")
+                rows[row, at : at + 3] = (votes.score, votes.max_similarity, float(votes.count))
+        counts = np.array([self.train_counts.get(code, 0) for code in codes], dtype=np.float64)
+        rows[:, column("prior_log_count")] = np.log1p(counts)
+        logit = rows[:, column("network_logit")]
+        logit[:] = math.nan
+        if network_logits is not None:
+            for code, value in network_logits.items():
+                if (row := position.get(code)) is not None:
+                    logit[row] = value
+        at = column("negated_share")
+        for code, flags in flagged.items():
+            share = 1.0 / len(flags)
+            rows[position[code], at : at + 3] = (
+                share * sum(item.negated for item in flags),
+                share * sum(item.hypothetical for item in flags),
+                share * sum(item.family for item in flags),
+            )
+        return rows
+
+    def _lexicon_columns(
+        self, signals: NoteSignals, position: Mapping[str, int], rows: np.ndarray
+    ) -> tuple[dict[str, float], dict[str, list[ContextFlags]]]:
+        """Write each source's features of the codes the note's matches name into `rows`; return
+        every named code's best noisy-OR over sources and, per candidate, its matches' flags."""
         flags_of = {
             id(match): flags for match, flags in zip(signals.matches, signals.flags, strict=True)
         }
-        by_code = {
-            source: links_by_code(m for m in signals.matches if m.source == source)
-            for source in SOURCES
-        }
+        width = len(_SOURCE_FEATURES)
         lexical: dict[str, float] = {}
-        for source_pairs in by_code.values():
-            for code, pairs in source_pairs.items():
+        flagged: dict[str, list[ContextFlags]] = {}
+        for block, source in enumerate(SOURCES):
+            named = links_by_code(m for m in signals.matches if m.source == source)
+            for code, pairs in named.items():
                 score = noisy_or(link.weight for _, link in pairs)
                 lexical[code] = max(lexical.get(code, 0.0), score)
-        best_in_category: dict[str, list[tuple[float, str]]] = {}
-        for code, score in lexical.items():
-            best_in_category.setdefault(code[:3], []).append((score, code))
-        rows = np.zeros((len(codes), len(FEATURES)), dtype=np.float32)
-        for row, code in enumerate(codes):
-            values: list[float] = []
-            all_pairs: list[tuple[Match, MentionLink]] = []
-            code_notes = self.train_counts.get(code, 0)
-            for source in SOURCES:
-                pairs = by_code[source].get(code, [])
-                all_pairs += pairs
-                values += _source_features(pairs, code_notes)
-            others = [s for s, other in best_in_category.get(code[:3], []) if other != code]
-            votes = signals.votes.get(code)
-            logit = math.nan if network_logits is None else network_logits.get(code, math.nan)
-            flagged = [flags_of[id(match)] for match, _ in all_pairs]
-            share = 1.0 / len(flagged) if flagged else 0.0
-            values += [
-                max(others, default=0.0),
-                votes.score if votes else 0.0,
-                votes.max_similarity if votes else 0.0,
-                float(votes.count) if votes else 0.0,
-                math.log1p(self.train_counts.get(code, 0)),
-                logit,
-                share * sum(flags.negated for flags in flagged),
-                share * sum(flags.hypothetical for flags in flagged),
-                share * sum(flags.family for flags in flagged),
-            ]
-            rows[row] = values
-        return rows
+                if (row := position.get(code)) is None:
+                    continue
+                features = _source_features(pairs, self.train_counts.get(code, 0))
+                rows[row, block * width : (block + 1) * width] = features
+                flagged.setdefault(code, []).extend(flags_of[id(match)] for match, _ in pairs)
+        return lexical, flagged
+
+
+def _best_sibling_scores(lexical: Mapping[str, float], codes: Sequence[str]) -> np.ndarray:
+    """Per code, the best lexicon score of another code in its 3-character category (0: none)."""
+    top_two: dict[str, list[tuple[float, str]]] = {}
+    for code, score in lexical.items():
+        best = top_two.setdefault(code[:3], [])
+        best.append((score, code))
+        best.sort(key=lambda item: -item[0])
+        del best[2:]
+    values = np.zeros(len(codes), dtype=np.float32)
+    for row, code in enumerate(codes):
+        for score, other in top_two.get(code[:3], ()):
+            if other != code:
+                values[row] = score
+                break
+    return values
 
 
 class Combiner:
@@ -280,9 +316,12 @@ class FusedScorer:
         return scores, signals
 
     @staticmethod
-    def evidence(signals: NoteSignals, text: str) -> dict[str, list[Highlight]]:
-        """Per code, the lexicon matches that name it, with their context flags, best first; one
-        item per span (the same phrase from two sources keeps its best weight).
+    def evidence(
+        signals: NoteSignals, text: str, codes: Collection[str] | None = None
+    ) -> dict[str, list[Highlight]]:
+        """Per code (of `codes`, default every code a match names), the lexicon matches that
+        name it, with their context flags, best first; one item per span (the same phrase from
+        two sources keeps its best weight).
 
         Best first: phrases coders marked in training notes, then catalogue titles, then mined
         n-grams (words that co-occur with the code, such as a section heading, are weaker
@@ -292,6 +331,8 @@ class FusedScorer:
         for match, flags in zip(signals.matches, signals.flags, strict=True):
             rank = EVIDENCE_PRIORITY.get(match.source, len(EVIDENCE_PRIORITY))
             for link in match.links:
+                if codes is not None and link.code not in codes:
+                    continue  # a response shows the top codes; most matches name none of them
                 items = best.setdefault(link.code, {})
                 key = (match.start, match.end)
                 where = (link.code, *key)

@@ -420,7 +420,11 @@ class OnnxPredictor:
             note_texts, notes, probabilities, run.attention, found, strict=True
         ):
             ranking = best_first(note_probabilities, top_k)
-            matched = FusedScorer.evidence(signals, text) if signals is not None else {}
+            matched: dict[str, list[Highlight]] = {}
+            if signals is not None:
+                # Only the codes shown: most matches name codes far down the ranking.
+                shown = None if top_k is None else {self._codes[c] for c in ranking.tolist()}
+                matched = FusedScorer.evidence(signals, text, shown)
             attention_row = {int(code): k for k, code in enumerate(evidence.top_codes.tolist())}
             words = word_spans(text)  # once per note, not per code
             ranked: list[CodePrediction] = []

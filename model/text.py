@@ -68,7 +68,7 @@ def plural_folded(word: str) -> str:
 
 def lexicon_words(text: str) -> list[Word]:
     """The words the lexicon matches on: folded, plural endings removed, offsets kept."""
-    return [Word(plural_folded(word.text), word.start, word.end) for word in words(text)]
+    return [Word(plural_folded(m.group()), m.start(), m.end()) for m in _WORD.finditer(fold(text))]
 
 
 def phrase_key(text: str) -> tuple[str, ...]:

@@ -102,3 +102,5 @@ def test_evidence_puts_the_coders_phrases_before_heavier_mined_ngrams() -> None:
     assert spans == [mention, (48, 55), heading]  # coders' span first; mined by weight after
     assert evidence["I10"][0].weight == 0.6  # the best weight of that span's sources
     assert [item.text for item in evidence["F17.210"]] == ["Fumador"]
+    shown = FusedScorer.evidence(signals, text, {"F17.210"})
+    assert shown == {"F17.210": evidence["F17.210"]}  # only the codes asked for

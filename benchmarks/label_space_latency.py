@@ -144,12 +144,16 @@ def timed(call: Callable[[], object]) -> float:
 
 
 def interleaved(
-    systems: dict[str, dict[int, Callable[[], object]]], rounds: int, skip: set[tuple[str, int]]
+    systems: dict[str, dict[int, Callable[[], object]]],
+    rounds: int,
+    skip: set[tuple[str, int]],
+    repeats: int = 1,
 ) -> dict[tuple[str, int], float]:
-    """Median ms per (system, length) over `rounds`; in each round every system runs each length
-    twice in a row and the second call is timed, systems in an order rotated from round to round.
-    Timing the first call after another system ran measured the other ONNX Runtime session's
-    still-spinning thread pool too: on 2 cores that doubled the figures of the served paths."""
+    """Median ms per (system, length) over `rounds` x `repeats` calls; in each round every system
+    runs each length once untimed, then `repeats` timed calls in a row, systems in an order
+    rotated from round to round. Timing the first call after another system ran measured the
+    other ONNX Runtime session's still-spinning thread pool too: on 2 cores that doubled the
+    figures of the served paths. One timed call per round moved a cell by 30% between runs."""
     names = list(systems)
     for name in names:
         shortest = min(systems[name])
@@ -161,7 +165,7 @@ def interleaved(
             for length, call in systems[name].items():
                 if (name, length) not in skip:
                     call()
-                    times.setdefault((name, length), []).append(timed(call))
+                    times.setdefault((name, length), []).extend(timed(call) for _ in range(repeats))
         print(f"round {round_index + 1}/{rounds} done", file=sys.stderr, flush=True)
     return {key: float(np.median(values)) for key, values in times.items()}
 
@@ -324,7 +328,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--shortlist", default="", help="S values to serve too (bundles with a shortlist)"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="timed runs of every call")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over every system")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed calls in a row per round (served paths)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads, ORT and torch")
     parser.add_argument(
         "--max-cells",
@@ -397,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     described = "not run"
     if not args.no_transformer:
         systems["transformer"], described = transformer_calls(args, args.size_list[0])
-    medians = interleaved(systems, args.rounds, skip)
+    medians = interleaved(systems, args.rounds, skip, args.repeats)
     lines = [
         "## Served latency against label-space size, note length and batch (issue 11)",
         "",
@@ -427,7 +434,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         "OnnxPredictor.predict on one note (tokenisation, graph, scores, ranking of the top "
         f"{TOP_K}, highlights), notes of real {args.corpus} {args.split} text cut to the token "
-        f"count; median of {args.rounds} rounds, all systems in each round (rotated order). "
+        f"count; median of {args.rounds} rounds x {args.repeats} calls in a row, all systems "
+        "in each round (rotated order; the transformer too). "
         f"n/a: not run (full decoding over more than {args.max_cells:.2g} codes x tokens).",
         "",
         length_table(ways, medians, args.length_list),

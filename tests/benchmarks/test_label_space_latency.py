@@ -34,7 +34,8 @@ def test_tables_for_every_size_length_and_batch(coded_corpus: Path, tmp_path: Pa
     out = tmp_path / "label-space.md"
     done = run_script(
         "label_space_latency.py",
-        *("--sizes", "6,40", "--lengths", "20,60", "--rounds", "1", "--network", "tiny"),
+        *("--sizes", "6,40", "--lengths", "20,60", "--rounds", "1", "--repeats", "2"),
+        *("--network", "tiny"),
         *("--vocab", "300", "--cache", str(tmp_path / "cache"), "--corpus", "jsonl"),
         *("--corpus-path", str(coded_corpus), "--batch-notes", "32"),
         *("--transformer-layers", "1", "--transformer-hidden", "32", "--out", str(out)),
@@ -43,6 +44,7 @@ def test_tables_for_every_size_length_and_batch(coded_corpus: Path, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     report = done.stdout
     assert out.read_text(encoding="utf-8").strip() in report
+    assert "median of 1 rounds x 2 calls in a row" in report
     lengths = table_rows(report, "served path (ms per note)")
     assert [row[0].split(",")[0] for row in lengths] == ["6 codes", "40 codes"]
     assert all(float(cell) > 0 for row in lengths for cell in row[1:])
@@ -61,7 +63,18 @@ def test_tables_for_every_size_length_and_batch(coded_corpus: Path, tmp_path: Pa
 def test_int8_copies_are_served_beside_each_shortlist(coded_corpus: Path, tmp_path: Path) -> None:
     done = run_script(
         "label_space_latency.py",
-        *("--sizes", "6", "--lengths", "20", "--rounds", "1", "--network", "tiny"),
+        *(
+            "--sizes",
+            "6",
+            "--lengths",
+            "20",
+            "--rounds",
+            "1",
+            "--repeats",
+            "1",
+            "--network",
+            "tiny",
+        ),
         *("--vocab", "300", "--cache", str(tmp_path / "cache"), "--corpus", "jsonl"),
         *("--corpus-path", str(coded_corpus), "--batch-notes", "16", "--shortlist", "3"),
         *("--int8", "--no-transformer", "--no-serve-check"),

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from model.text import words
+from model.text import word_texts
 
 
 def note_terms(text: str) -> Counter[str]:
     """Term counts of a note: folded words and adjacent word pairs."""
-    tokens = [word.text for word in words(text)]
+    tokens = word_texts(text)
     terms = Counter(tokens)
     terms.update(f"{left} {right}" for left, right in pairwise(tokens))
     return terms

@@ -54,6 +54,12 @@ def words(text: str) -> list[Word]:
     return [Word(m.group(), m.start(), m.end()) for m in _WORD.finditer(fold(text))]
 
 
+def word_texts(text: str) -> list[str]:
+    """The folded words of `text` without their offsets: `[w.text for w in words(text)]`, at a
+    third of the cost (no Word per word)."""
+    return _WORD.findall(fold(text))
+
+
 _VOWELS = frozenset("aeiou")
 
 

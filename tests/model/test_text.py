@@ -1,4 +1,4 @@
-from model.text import fold, lexicon_words, phrase_key, plural_folded, words
+from model.text import fold, lexicon_words, phrase_key, plural_folded, word_texts, words
 
 
 def test_fold_keeps_every_offset_and_drops_case_accents_and_punctuation() -> None:
@@ -13,6 +13,7 @@ def test_words_point_back_into_the_original_text() -> None:
     found = words(text)
     assert [w.text for w in found] == ["fiebre", "de", "39", "5", "c", "y", "tos"]
     assert all(fold(text[w.start : w.end]) == w.text for w in found)
+    assert word_texts(text) == [w.text for w in found]
 
 
 def test_phrase_key_normalises_a_mention() -> None:

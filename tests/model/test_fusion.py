@@ -104,3 +104,15 @@ def test_evidence_puts_the_coders_phrases_before_heavier_mined_ngrams() -> None:
     assert [item.text for item in evidence["F17.210"]] == ["Fumador"]
     shown = FusedScorer.evidence(signals, text, {"F17.210"})
     assert shown == {"F17.210": evidence["F17.210"]}  # only the codes asked for
+
+
+def test_a_piece_of_a_coders_phrase_comes_after_every_whole_mention() -> None:
+    text = "Hepatitis cronica por virus C"
+    matches = [
+        Match("partial", 0, 17, 2, (MentionLink("B18.2", 0.9, 10, 9),)),
+        Match("mined", 18, 29, 3, (MentionLink("B18.2", 0.4, 10, 4),)),
+    ]
+    signals = NoteSignals(matches, [ContextFlags() for _ in matches], {})
+    evidence = FusedScorer.evidence(signals, text)["B18.2"]
+    # Too short to contain the coders' reference, however precise: last.
+    assert [item.text for item in evidence] == ["por virus C", "Hepatitis cronica"]

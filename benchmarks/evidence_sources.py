@@ -7,7 +7,8 @@ keep the served evidence (merged), its lexicon items only, or the attention phra
 alone gives for the same code (the merged list drops attention phrases that overlap a lexicon
 match; a code outside the network's exported top K has none). Scored with the
 CodiEsp-X rule (training/evidence.py): X precision/recall/F1 and hit@1 for correctly predicted
-codes. With `--lang en` the coders' Spanish references are projected onto the English translation
+codes, then hit@1 of the served evidence by the source of each code's first item. With
+`--lang en` the coders' Spanish references are projected onto the English translation
 (training/projection.py, the aligner fitted on training and background notes only), since the X
 offsets point into the Spanish text. Usage:
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from _common import command_line, load_average, markdown_table
 
 from model.bundle import load_bundle
+from model.fusion import EVIDENCE_PRIORITY, FusedScorer, NoteSignals
 from model.prediction import CodePrediction
 from model.runtime import OnnxPredictor
 from training.corpora.base import Document, EvidenceReference, EvidenceSpan
@@ -55,6 +57,39 @@ def _evidence(
             spans = [(h.start, h.end) for h in items if source is None or h.source == source]
             found.append(CodeEvidence(document.id, label, prediction.code, tuple(spans)))
     return found
+
+
+def _match_sources(signals: NoteSignals) -> dict[tuple[str, int, int], str]:
+    """(code, start, end) -> the lexicon source the served evidence order credits that span to."""
+    best: dict[tuple[str, int, int], str] = {}
+    for match in signals.matches:
+        for link in match.links:
+            key = (link.code, match.start, match.end)
+            if key not in best or EVIDENCE_PRIORITY[match.source] < EVIDENCE_PRIORITY[best[key]]:
+                best[key] = match.source
+    return best
+
+
+def first_items_by_source(
+    model: Path,
+    documents: Sequence[Document],
+    predictions: Sequence[Sequence[CodePrediction]],
+    label: str,
+) -> dict[str, list[CodeEvidence]]:
+    """The codes above threshold with their first evidence item only, grouped by where that item
+    comes from: a lexicon source (evidence, catalogue, mined, partial) or attention."""
+    scorer = FusedScorer(load_bundle(model))
+    groups: dict[str, list[CodeEvidence]] = {}
+    for document, ranked in zip(documents, predictions, strict=True):
+        sources = _match_sources(scorer.signals(document.text))
+        for prediction in ranked:
+            if not prediction.above_threshold or not prediction.highlights:
+                continue
+            first = prediction.highlights[0]
+            source = sources.get((prediction.code, first.start, first.end), first.source)
+            item = CodeEvidence(document.id, label, prediction.code, ((first.start, first.end),))
+            groups.setdefault(source, []).append(item)
+    return groups
 
 
 def english_references(root: Path, codes: str) -> list[EvidenceReference]:
@@ -100,6 +135,7 @@ def main() -> None:
         else:
             references += read_codiesp_references(root, "dev", codes=label)
     rows = []
+    firsts: dict[str, list[CodeEvidence]] = {}  # served, context rules on: by first item's source
     network: dict[Path, list[list[CodePrediction]]] = {}  # the context rules do not touch it
     for context in (True, False):
         found: dict[str, list[CodeEvidence]] = {name: [] for name in SOURCES}
@@ -113,6 +149,9 @@ def main() -> None:
             if model not in network:
                 network[model] = OnnxPredictor(model, args.threads, fused=False).predict(texts)
             found[SOURCES[0]] += _evidence(documents, served, label)
+            if context:
+                for source, items in first_items_by_source(model, documents, served, label).items():
+                    firsts.setdefault(source, []).extend(items)
             found[SOURCES[1]] += _evidence(documents, served, label, source="lexicon")
             found[SOURCES[2]] += _evidence(documents, served, label, network[model], "attention")
         for name in SOURCES:
@@ -125,6 +164,30 @@ def main() -> None:
     headers = ["evidence", "context rules", "label", "X P", "X R", "X F1", "hit@1", "overlap@1"]
     print(f"`{command_line()}` (load {load_average()})\n")
     print(markdown_table(headers, rows))
+    print("\nThe served evidence (context rules on) by where its first item comes from:\n")
+    print(
+        markdown_table(
+            ["first item", "correct codes", "hit@1", "overlap@1"], _by_source(firsts, references)
+        )
+    )
+
+
+def _by_source(
+    firsts: dict[str, list[CodeEvidence]], references: Sequence[EvidenceReference]
+) -> list[list[str]]:
+    rows = []
+    for source in [*EVIDENCE_PRIORITY, "attention"]:
+        hits = hit_at_one(firsts.get(source, []), references)["DP"]
+        if hits.correct_codes:
+            rows.append(
+                [
+                    source,
+                    str(hits.correct_codes),
+                    f"{hits.rule_hits / hits.correct_codes:.3f}",
+                    f"{hits.overlap_hits / hits.correct_codes:.3f}",
+                ]
+            )
+    return rows
 
 
 def _row(name: str, context: bool, label: str, values: dict[str, float | int]) -> list[str]:

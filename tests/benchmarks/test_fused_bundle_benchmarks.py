@@ -70,3 +70,6 @@ def test_evidence_sources_scores_each_source_with_and_without_context(
         for context in ("on", "off")
     }
     assert all(0.0 <= float(value) <= 1.0 for row in rows for value in row[3:])
+    firsts = table_rows(done.stdout, "first item")
+    assert {row[0] for row in firsts} <= {"evidence", "catalogue", "mined", "partial", "attention"}
+    assert all(int(row[1]) > 0 and 0.0 <= float(row[2]) <= float(row[3]) <= 1.0 for row in firsts)

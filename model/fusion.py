@@ -326,7 +326,8 @@ class FusedScorer:
 
         Best first: phrases coders marked in training notes, then catalogue titles, then mined
         n-grams (words that co-occur with the code, such as a section heading, are weaker
-        evidence however precise); heaviest first within each, then in text order."""
+        evidence however precise), then pieces of coders' phrases (too short to hold the whole
+        reference); heaviest first within each, then in text order."""
         best: dict[str, dict[tuple[int, int], Highlight]] = {}
         priority: dict[tuple[str, int, int], int] = {}
         for match, flags in zip(signals.matches, signals.flags, strict=True):

@@ -1,9 +1,10 @@
 """The mention lexicon: phrases that name a code, matched in a note in time linear in its length.
 
-Each source (coders' evidence spans, n-grams mined from labelled notes, catalogue descriptions)
-has its own trie, so a long phrase from one source never hides a shorter one from another. Within
-a source the longest match at a position wins, and a match inside a longer one is dropped. Each
-(mention, code) link carries its precision in the training notes, which the fusion reads.
+Each source (coders' evidence spans, their shorter pieces, n-grams mined from labelled notes,
+catalogue descriptions) has its own trie, so a long phrase from one source never hides a shorter
+one from another. Within a source the longest match at a position wins, and a match inside a
+longer one is dropped. Each (mention, code) link carries its precision in the training notes,
+which the fusion reads. Words are matched with their plural endings cut (`lexicon_words`).
 """
 
 from __future__ import annotations

@@ -78,5 +78,5 @@ def lexicon_words(text: str) -> list[Word]:
 
 
 def phrase_key(text: str) -> tuple[str, ...]:
-    """The folded word sequence of a phrase: how a mention is looked up."""
+    """The lexicon words of a phrase (folded, plural endings cut): how a mention is looked up."""
     return tuple(word.text for word in lexicon_words(text))

@@ -1,6 +1,6 @@
-"""Building the mention lexicon from labelled notes: the coders' evidence spans, n-grams mined
-per code, and catalogue descriptions, each (mention, code) weighted by its precision in the
-training notes (model/lexicon.py matches it at serving time)."""
+"""Building the mention lexicon from labelled notes: the coders' evidence spans and their shorter
+pieces, n-grams mined per code, and catalogue descriptions, each (mention, code) weighted by its
+precision in the training notes (model/lexicon.py matches it at serving time)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,7 @@ def partial_phrases(evidence: Phrases) -> Phrases:
 
 
 def _content(token: str) -> bool:
+    """Whether a phrase may start or end on `token`: no function word, number or short token."""
     return token not in FUNCTION_WORDS and len(token) >= 3 and not token.isdigit()
 
 
@@ -70,11 +71,10 @@ def _ngrams(text: str) -> set[tuple[str, ...]]:
     tokens = [word.text for word in lexicon_words(text)]
     grams: set[tuple[str, ...]] = set()
     for first, token in enumerate(tokens):
-        if token in FUNCTION_WORDS or len(token) < 3 or token.isdigit():
+        if not _content(token):
             continue
         for stop in range(first + 1, min(first + MAX_MINED_WORDS, len(tokens)) + 1):
-            last = tokens[stop - 1]
-            if last not in FUNCTION_WORDS and len(last) >= 3 and not last.isdigit():
+            if _content(tokens[stop - 1]):
                 grams.add(tuple(tokens[first:stop]))
     return grams
 

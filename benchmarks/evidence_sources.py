@@ -25,7 +25,7 @@ from pathlib import Path
 from _common import command_line, load_average, markdown_table
 
 from model.bundle import load_bundle
-from model.fusion import EVIDENCE_PRIORITY, FusedScorer, NoteSignals
+from model.fusion import EVIDENCE_PRIORITY, FusedScorer, span_sources
 from model.prediction import CodePrediction
 from model.runtime import OnnxPredictor
 from training.corpora.base import Document, EvidenceReference, EvidenceSpan
@@ -59,17 +59,6 @@ def _evidence(
     return found
 
 
-def _match_sources(signals: NoteSignals) -> dict[tuple[str, int, int], str]:
-    """(code, start, end) -> the lexicon source the served evidence order credits that span to."""
-    best: dict[tuple[str, int, int], str] = {}
-    for match in signals.matches:
-        for link in match.links:
-            key = (link.code, match.start, match.end)
-            if key not in best or EVIDENCE_PRIORITY[match.source] < EVIDENCE_PRIORITY[best[key]]:
-                best[key] = match.source
-    return best
-
-
 def first_items_by_source(
     model: Path,
     documents: Sequence[Document],
@@ -81,7 +70,7 @@ def first_items_by_source(
     scorer = FusedScorer(load_bundle(model))
     groups: dict[str, list[CodeEvidence]] = {}
     for document, ranked in zip(documents, predictions, strict=True):
-        sources = _match_sources(scorer.signals(document.text))
+        sources = span_sources(scorer.signals(document.text))
         for prediction in ranked:
             if not prediction.above_threshold or not prediction.highlights:
                 continue

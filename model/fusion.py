@@ -142,9 +142,9 @@ class FeatureBuilder:
         lexical, flagged = self._lexicon_columns(signals, position, rows)
         column = FEATURES.index
         rows[:, column("category_noisy_or")] = _best_sibling_scores(lexical, codes)
+        at = column("neighbour_score")
         for code, votes in signals.votes.items():
             if (row := position.get(code)) is not None:
-                at = column("neighbour_score")
                 rows[row, at : at + 3] = (votes.score, votes.max_similarity, float(votes.count))
         counts = np.array([self.train_counts.get(code, 0) for code in codes], dtype=np.float64)
         rows[:, column("prior_log_count")] = np.log1p(counts)
@@ -329,16 +329,13 @@ class FusedScorer:
         evidence however precise), then pieces of coders' phrases (too short to hold the whole
         reference); heaviest first within each, then in text order."""
         best: dict[str, dict[tuple[int, int], Highlight]] = {}
-        priority: dict[tuple[str, int, int], int] = {}
+        sources = span_sources(signals, codes)
         for match, flags in zip(signals.matches, signals.flags, strict=True):
-            rank = EVIDENCE_PRIORITY.get(match.source, len(EVIDENCE_PRIORITY))
             for link in match.links:
                 if codes is not None and link.code not in codes:
                     continue  # a response shows the top codes; most matches name none of them
                 items = best.setdefault(link.code, {})
                 key = (match.start, match.end)
-                where = (link.code, *key)
-                priority[where] = min(priority.get(where, rank), rank)
                 if key in items and items[key].weight >= link.weight:
                     continue
                 items[key] = Highlight(
@@ -354,8 +351,29 @@ class FusedScorer:
         ordered: dict[str, list[Highlight]] = {}
         for code, items in best.items():
             ranked = sorted(
-                (priority[(code, *key)], -item.weight, item.start, item.end, item)
+                (_evidence_rank(sources[(code, *key)]), -item.weight, item.start, item.end, item)
                 for key, item in items.items()
             )
             ordered[code] = [item for *_, item in ranked]
         return ordered
+
+
+def _evidence_rank(source: str) -> int:
+    return EVIDENCE_PRIORITY.get(source, len(EVIDENCE_PRIORITY))
+
+
+def span_sources(
+    signals: NoteSignals, codes: Collection[str] | None = None
+) -> dict[tuple[str, int, int], str]:
+    """(code, start, end) -> the lexicon source a span's evidence item ranks by
+    (`FusedScorer.evidence`): the best, by EVIDENCE_PRIORITY, of the sources that matched that
+    span for that code; only codes in `codes` when given."""
+    sources: dict[tuple[str, int, int], str] = {}
+    for match in signals.matches:
+        for link in match.links:
+            if codes is not None and link.code not in codes:
+                continue
+            key = (link.code, match.start, match.end)
+            if key not in sources or _evidence_rank(match.source) < _evidence_rank(sources[key]):
+                sources[key] = match.source
+    return sources

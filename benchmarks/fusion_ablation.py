@@ -41,6 +41,7 @@ VARIANTS = {
     "without context rules": {"context": False},
     "without catalogue": {"catalogue": False},
     "without partial phrases": {"partial": False},
+    "without split mentions": {"split": False},
     "without mined n-grams": {"mined": False},
     "without evidence spans (mined + catalogue)": {"evidence": False},
 }

@@ -52,9 +52,10 @@ NEIGHBOURS_K = 20
 # has decoded, for their attention evidence (FusedScorer.candidate_columns).
 NEIGHBOUR_ATTENTION_CODES = 20
 # Which lexicon source makes the better first evidence item (FusedScorer.evidence): the coders'
-# own spans, then catalogue titles, mined n-grams, and last pieces of coders' spans (too short to
-# contain the coders' reference: on D-es dev 9% of them met the X rule as first item, mined 70%).
-EVIDENCE_PRIORITY = {"evidence": 0, "catalogue": 1, "mined": 2, "partial": 3}
+# own spans, whole or discontinuous (heaviest first between them), then catalogue titles, mined
+# n-grams, and last pieces of coders' spans (too short to contain the coders' reference: on D-es
+# dev 9% of them met the X rule as first item, mined 70%).
+EVIDENCE_PRIORITY = {"split": 0, "evidence": 0, "catalogue": 1, "mined": 2, "partial": 3}
 
 
 @dataclass(frozen=True)
@@ -324,10 +325,11 @@ class FusedScorer:
         name it, with their context flags, best first; one item per span (the same phrase from
         two sources keeps its best weight).
 
-        Best first: phrases coders marked in training notes, then catalogue titles, then mined
-        n-grams (words that co-occur with the code, such as a section heading, are weaker
-        evidence however precise), then pieces of coders' phrases (too short to hold the whole
-        reference); heaviest first within each, then in text order."""
+        Best first: phrases coders marked in training notes (whole, or in parts with other
+        words between them, the span running from the first part to the last), then catalogue
+        titles, then mined n-grams (words that co-occur with the code, such as a section
+        heading, are weaker evidence however precise), then pieces of coders' phrases (too short
+        to hold the whole reference); heaviest first within each, then in text order."""
         best: dict[str, dict[tuple[int, int], Highlight]] = {}
         sources = span_sources(signals, codes)
         for match, flags in zip(signals.matches, signals.flags, strict=True):

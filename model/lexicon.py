@@ -1,10 +1,11 @@
 """The mention lexicon: phrases that name a code, matched in a note in time linear in its length.
 
-Each source (coders' evidence spans, their shorter pieces, n-grams mined from labelled notes,
-catalogue descriptions) has its own trie, so a long phrase from one source never hides a shorter
-one from another. Within a source the longest match at a position wins, and a match inside a
-longer one is dropped. Each (mention, code) link carries its precision in the training notes,
-which the fusion reads. Words are matched with their plural endings cut (`lexicon_words`).
+Each source (coders' evidence spans, their shorter pieces, their discontinuous mentions, n-grams
+mined from labelled notes, catalogue descriptions) has its own matcher, so a long phrase from one
+source never hides a shorter one from another. Within a contiguous source the longest match at a
+position wins, and a match inside a longer one is dropped. Each (mention, code) link carries its
+precision in the training notes, which the fusion reads. Words are matched with their plural
+endings cut (`lexicon_words`).
 """
 
 from __future__ import annotations
@@ -14,14 +15,21 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from model.text import Word, lexicon_words, plural_folded
 
 # partial: shorter runs of the coders' phrases (`hepatitis` from `hepatitis cronica c`).
-SOURCES = ("evidence", "partial", "mined", "catalogue")
-LEXICON_FORMAT = 2  # 2: keys are lexicon words (plural endings cut)
+# split: the coders' discontinuous mentions, parts in text order (`ecografia` ... `renal derecha`).
+SOURCES = ("evidence", "partial", "split", "mined", "catalogue")
+LEXICON_FORMAT = 3  # 2: keys are lexicon words (plural endings cut); 3: the split source
 _END = ""  # trie key that marks "a mention ends here"; words are never empty
+# Most characters between two consecutive parts of a split mention. Coders' parts sit a median
+# 36 (diagnoses) and 78 (procedures) characters apart in CodiEsp train; a wider window composes
+# more false mentions from parts that are common words (`renal`, `derecho`).
+MAX_SPLIT_GAP = 150
+
+SplitKey = tuple[tuple[str, ...], ...]  # a split mention's parts, each a word sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +129,117 @@ class MentionTrie:
         ]
 
 
-class MentionLexicon:
-    """One trie per source; `find` returns every source's maximal matches, in text order."""
+class SplitMentions:
+    """Discontinuous mentions: parts that name a code together though other words sit between
+    them (`ecografia` ... `renal derecha` for a renal ultrasound). A match is each part found in
+    text order, every part starting within `max_gap` characters of the previous part's end; it
+    runs from the first part's start to the last part's end, the whole reference a coder marks.
 
-    def __init__(self, tries: Mapping[str, MentionTrie]) -> None:
+    Each part is looked up where its first word occurs, so the cost is the note's length times
+    the few parts that start with a word, plus the mentions whose first part occurs."""
+
+    def __init__(
+        self, mentions: Mapping[SplitKey, Sequence[MentionLink]], max_gap: int = MAX_SPLIT_GAP
+    ) -> None:
+        merged: dict[SplitKey, dict[str, MentionLink]] = {}
+        for key, links in mentions.items():
+            parts = tuple(tuple(plural_folded(word) for word in part) for part in key)
+            if len(parts) >= 2 and all(parts) and links:
+                codes = merged.setdefault(parts, {})
+                for link in links:
+                    codes.setdefault(link.code, link)
+        self._links = {key: tuple(codes.values()) for key, codes in merged.items()}
+        self.max_gap = max_gap
+        self._parts_by_word: dict[str, set[tuple[str, ...]]] = {}
+        self._keys_by_first: dict[tuple[str, ...], list[SplitKey]] = {}
+        for key in self._links:
+            self._keys_by_first.setdefault(key[0], []).append(key)
+            for part in key:
+                self._parts_by_word.setdefault(part[0], set()).add(part)
+
+    def __len__(self) -> int:
+        return len(self._links)
+
+    @property
+    def mentions(self) -> Mapping[SplitKey, tuple[MentionLink, ...]]:
+        return self._links
+
+    def _occurrences(self, note_words: Sequence[Word]) -> dict[tuple[str, ...], list[int]]:
+        """Where each known part occurs: the index of its first word, in text order."""
+        found: dict[tuple[str, ...], list[int]] = {}
+        texts = [word.text for word in note_words]
+        for first, word in enumerate(texts):
+            for part in self._parts_by_word.get(word, ()):
+                if tuple(texts[first : first + len(part)]) == part:
+                    found.setdefault(part, []).append(first)
+        return found
+
+    def _chains(
+        self, key: SplitKey, found: Mapping[tuple[str, ...], list[int]], note_words: Sequence[Word]
+    ) -> list[tuple[int, int]]:
+        """(first word, stop word) of each match of `key`: from each occurrence of its first
+        part, the nearest next occurrence of each following part within the gap. Chains that
+        end on the same word keep the shortest (the latest start)."""
+        by_stop: dict[int, int] = {}
+        for start in found[key[0]]:
+            stop = start + len(key[0])
+            for part in key[1:]:
+                reach = note_words[stop - 1].end + self.max_gap
+                following = [
+                    first
+                    for first in found[part]
+                    if first >= stop and note_words[first].start <= reach
+                ]
+                if not following:
+                    break
+                stop = following[0] + len(part)
+            else:
+                by_stop[stop] = max(start, by_stop.get(stop, start))
+        return sorted((start, stop) for stop, start in by_stop.items())
+
+    def spans(self, note_words: Sequence[Word]) -> list[tuple[int, int, SplitKey]]:
+        """Every match as (first word, stop word, mention), in text order."""
+        found = self._occurrences(note_words)
+        return sorted(
+            (start, stop, key)
+            for first_part in found
+            for key in self._keys_by_first.get(first_part, ())
+            if all(part in found for part in key[1:])
+            for start, stop in self._chains(key, found, note_words)
+        )
+
+    def find(self, text: str, source: str, note_words: Sequence[Word] | None = None) -> list[Match]:
+        """Every match in `text` (`note_words`: `lexicon_words(text)`), in text order."""
+        note_words = lexicon_words(text) if note_words is None else note_words
+        return [
+            Match(
+                source=source,
+                start=note_words[start].start,
+                end=note_words[stop - 1].end,
+                n_words=sum(len(part) for part in key),
+                links=self._links[key],
+            )
+            for start, stop, key in self.spans(note_words)
+        ]
+
+
+class Matcher(Protocol):
+    """What a lexicon source matches with: a contiguous `MentionTrie` or `SplitMentions`."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def mentions(self) -> Mapping[Any, tuple[MentionLink, ...]]: ...
+
+    def find(
+        self, text: str, source: str, note_words: Sequence[Word] | None = None
+    ) -> list[Match]: ...
+
+
+class MentionLexicon:
+    """One matcher per source; `find` returns every source's matches, in text order."""
+
+    def __init__(self, tries: Mapping[str, Matcher]) -> None:
         unknown = sorted(set(tries) - set(SOURCES))
         if unknown:
             raise ValueError(f"unknown lexicon sources {unknown}: use {list(SOURCES)}")
@@ -134,7 +249,7 @@ class MentionLexicon:
     def sources(self) -> list[str]:
         return [source for source in SOURCES if source in self._tries]
 
-    def trie(self, source: str) -> MentionTrie:
+    def trie(self, source: str) -> Matcher:
         return self._tries[source]
 
     def codes(self) -> set[str]:
@@ -163,7 +278,7 @@ class MentionLexicon:
             "sources": {
                 source: [
                     {
-                        "mention": " ".join(key),
+                        _mention_field(source): _mention_text(source, key),
                         "links": [
                             [link.code, round(link.weight, 5), link.support, link.hits]
                             for link in links
@@ -182,18 +297,16 @@ class MentionLexicon:
                 f"lexicon format {raw.get('format')!r}, this plant-icd reads {LEXICON_FORMAT}: "
                 "re-export the bundle"
             )
-        tries = {
-            source: MentionTrie(
-                {
-                    tuple(entry["mention"].split()): [
-                        MentionLink(str(code), float(weight), int(support), int(hits))
-                        for code, weight, support, hits in entry["links"]
-                    ]
-                    for entry in entries
-                }
-            )
-            for source, entries in raw["sources"].items()
-        }
+        tries: dict[str, Matcher] = {}
+        for source, entries in raw["sources"].items():
+            mentions = {
+                _mention_key(source, entry[_mention_field(source)]): [
+                    MentionLink(str(code), float(weight), int(support), int(hits))
+                    for code, weight, support, hits in entry["links"]
+                ]
+                for entry in entries
+            }
+            tries[source] = SplitMentions(mentions) if source == "split" else MentionTrie(mentions)
         return cls(tries)
 
     def save(self, path: Path) -> None:
@@ -202,6 +315,21 @@ class MentionLexicon:
     @classmethod
     def load(cls, path: Path) -> MentionLexicon:
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _mention_field(source: str) -> str:
+    """The artefact's field for a mention: "parts" (a list of phrases) for split mentions."""
+    return "parts" if source == "split" else "mention"
+
+
+def _mention_text(source: str, key: Any) -> Any:
+    return [" ".join(part) for part in key] if source == "split" else " ".join(key)
+
+
+def _mention_key(source: str, value: Any) -> Any:
+    return (
+        tuple(tuple(part.split()) for part in value) if source == "split" else tuple(value.split())
+    )
 
 
 def noisy_or(weights: Iterable[float]) -> float:

@@ -42,6 +42,7 @@ class FusionSettings:
     folds: int = 5
     evidence: bool = True
     partial: bool = True  # shorter runs of the evidence phrases, a lexicon source of their own
+    split: bool = True  # the coders' discontinuous mentions, parts in order
     mined: bool = True
     catalogue: bool = True
     num_leaves: int = 15
@@ -82,6 +83,7 @@ def build_features(
         documents,
         evidence=settings.evidence,
         partial=settings.partial,
+        split=settings.split,
         mined=settings.mined,
         catalogue=catalogue if settings.catalogue else None,
     )

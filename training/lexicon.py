@@ -1,18 +1,28 @@
-"""Building the mention lexicon from labelled notes: the coders' evidence spans and their shorter
-pieces, n-grams mined per code, and catalogue descriptions, each (mention, code) weighted by its
-precision in the training notes (model/lexicon.py matches it at serving time)."""
+"""Building the mention lexicon from labelled notes: the coders' evidence spans, their shorter
+pieces and their discontinuous mentions, n-grams mined per code, and catalogue descriptions, each
+(mention, code) weighted by its precision in the training notes (model/lexicon.py matches it at
+serving time)."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-from model.lexicon import MentionLexicon, MentionLink, MentionTrie
-from model.text import FUNCTION_WORDS, lexicon_words, phrase_key
-from training.corpora.base import Document
+from model.lexicon import (
+    Matcher,
+    MentionLexicon,
+    MentionLink,
+    MentionTrie,
+    SplitKey,
+    SplitMentions,
+)
+from model.text import FUNCTION_WORDS, Word, lexicon_words, phrase_key
+from training.corpora.base import Document, EvidenceSpan
 
 Phrases = dict[tuple[str, ...], set[str]]
+SplitPhrases = dict[SplitKey, set[str]]
 
 # A link's weight is its precision in training notes, pulled towards PRIOR_WEIGHT as if
 # PRIOR_NOTES more notes had been seen: a mention never matched in training keeps the prior.
@@ -45,6 +55,23 @@ def evidence_phrases(documents: Iterable[Document]) -> Phrases:
             key = phrase_key(document.text[span.start : span.end])
             if key:
                 phrases.setdefault(key, set()).add(span.code)
+    return phrases
+
+
+def split_phrases(documents: Iterable[Document]) -> SplitPhrases:
+    """Each discontinuous evidence mention (spans sharing `part_of`) as its parts' words in text
+    order, linked to its code; a mention with an empty part is left out."""
+    phrases: SplitPhrases = {}
+    for document in documents:
+        mentions: dict[int, list[EvidenceSpan]] = {}
+        for span in document.spans:
+            if span.part_of is not None:
+                mentions.setdefault(span.part_of, []).append(span)
+        for parts in mentions.values():
+            ordered = sorted(parts, key=lambda span: span.start)
+            key = tuple(phrase_key(document.text[span.start : span.end]) for span in ordered)
+            if len(key) > 1 and all(key):
+                phrases.setdefault(key, set()).add(ordered[0].code)
     return phrases
 
 
@@ -133,31 +160,48 @@ def catalogue_phrases(descriptions: Mapping[str, Sequence[str]]) -> Phrases:
 def weigh_phrases(phrases: Phrases, documents: Sequence[Document]) -> MentionTrie:
     """Links weighted by precision: of the training notes where the mention is a maximal match,
     the share that carry the code."""
-    trie = MentionTrie(
-        {key: [MentionLink(code, 0.0, 0) for code in codes] for key, codes in phrases.items()}
-    )
-    notes_with: Counter[tuple[str, ...]] = Counter()
-    notes_with_code: Counter[tuple[tuple[str, ...], str]] = Counter()
+    unweighed = MentionTrie(_unweighed(phrases))
+    return MentionTrie(_weighed_links(phrases, documents, unweighed.spans))
+
+
+def weigh_split_phrases(phrases: SplitPhrases, documents: Sequence[Document]) -> SplitMentions:
+    """Split mentions weighted like `weigh_phrases`: of the training notes where the mention
+    matches (its parts in order, each within the gap), the share that carry the code."""
+    unweighed = SplitMentions(_unweighed(phrases))
+    return SplitMentions(_weighed_links(phrases, documents, unweighed.spans))
+
+
+def _unweighed(phrases: Mapping[Any, set[str]]) -> dict[Any, list[MentionLink]]:
+    return {key: [MentionLink(code, 0.0, 0) for code in codes] for key, codes in phrases.items()}
+
+
+def _weighed_links(
+    phrases: Mapping[Any, set[str]],
+    documents: Sequence[Document],
+    matched: Callable[[list[Word]], Iterable[tuple[int, int, Any]]],
+) -> dict[Any, list[MentionLink]]:
+    """Each (mention, code) link's smoothed precision over `documents`; `matched` gives a
+    note's matches as (first word, stop word, mention key) from its lexicon words."""
+    notes_with: Counter[Any] = Counter()
+    notes_with_code: Counter[tuple[Any, str]] = Counter()
     for document in documents:
-        keys = {key for _, _, key in trie.spans(lexicon_words(document.text))}
+        keys = {key for _, _, key in matched(lexicon_words(document.text))}
         notes_with.update(keys)
         gold = set(document.codes)
         notes_with_code.update((key, code) for key in keys for code in phrases[key] & gold)
-    return MentionTrie(
-        {
-            key: [
-                MentionLink(
-                    code,
-                    (notes_with_code[(key, code)] + PRIOR_NOTES * PRIOR_WEIGHT)
-                    / (notes_with[key] + PRIOR_NOTES),
-                    notes_with[key],
-                    notes_with_code[(key, code)],
-                )
-                for code in sorted(codes)
-            ]
-            for key, codes in phrases.items()
-        }
-    )
+    return {
+        key: [
+            MentionLink(
+                code,
+                (notes_with_code[(key, code)] + PRIOR_NOTES * PRIOR_WEIGHT)
+                / (notes_with[key] + PRIOR_NOTES),
+                notes_with[key],
+                notes_with_code[(key, code)],
+            )
+            for code in sorted(codes)
+        ]
+        for key, codes in phrases.items()
+    }
 
 
 def build_lexicon(
@@ -165,17 +209,21 @@ def build_lexicon(
     *,
     evidence: bool = True,
     partial: bool = True,
+    split: bool = True,
     mined: bool = True,
     catalogue: Phrases | None = None,
 ) -> MentionLexicon:
     """The lexicon of `documents`: evidence spans (where the corpus has them), mined n-grams and
     catalogue phrases (where a source exists), each weighted on `documents`."""
-    tries: dict[str, MentionTrie] = {}
+    tries: dict[str, Matcher] = {}
     if evidence and any(document.spans for document in documents):
         spans = evidence_phrases(documents)
         tries["evidence"] = weigh_phrases(spans, documents)
         if partial:
             tries["partial"] = weigh_phrases(partial_phrases(spans), documents)
+        discontinuous = split_phrases(documents) if split else {}
+        if discontinuous:
+            tries["split"] = weigh_split_phrases(discontinuous, documents)
     if mined:
         tries["mined"] = weigh_phrases(mined_phrases(documents), documents)
     if catalogue:

@@ -192,6 +192,6 @@ def project_spans(spanish: Document, english: Document, translator: WordTranslat
         if found is not None:
             first, stop, _ = found
             projected.append(
-                EvidenceSpan(span.code, segment_words[first].start, segment_words[stop - 1].end)
+                replace(span, start=segment_words[first].start, end=segment_words[stop - 1].end)
             )
     return replace(english, spans=tuple(projected))

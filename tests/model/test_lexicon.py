@@ -4,7 +4,7 @@ import pytest
 
 from model.context import ContextRules
 from model.fusion import FeatureBuilder
-from model.lexicon import MentionLexicon, MentionLink, MentionTrie
+from model.lexicon import MAX_SPLIT_GAP, MentionLexicon, MentionLink, MentionTrie, SplitMentions
 from model.neighbours import NeighbourIndex
 
 
@@ -70,6 +70,45 @@ def test_a_lexicon_survives_its_json_file(tmp_path: Path) -> None:
     loaded = MentionLexicon.load(tmp_path / "lexicon.json")
     assert loaded.codes() == {"J18.9"}
     assert loaded.trie("catalogue").mentions[("neumonia",)] == (MentionLink("J18.9", 0.4, 3, 2),)
+
+
+def _split(*parts: str, code: str = "BT41ZZZ") -> SplitMentions:
+    return SplitMentions(
+        {tuple(tuple(part.split()) for part in parts): [MentionLink(code, 0.7, 3, 2)]}
+    )
+
+
+def test_a_split_mention_spans_its_parts_in_text_order() -> None:
+    text = "Ecografía abdominal: lesión quística renal derecha. Sin hallazgos."
+    (match,) = _split("ecografia", "renal derecha").find(text, "split")
+    assert text[match.start : match.end] == "Ecografía abdominal: lesión quística renal derecha"
+    assert match.n_words == 3
+    assert match.links[0].code == "BT41ZZZ"
+
+
+def test_split_parts_out_of_order_or_too_far_apart_do_not_match() -> None:
+    mentions = _split("ecografia", "renal derecha")
+    assert mentions.find("Lesión renal derecha vista en la ecografía.", "split") == []
+    far = "Ecografía normal. " + "x " * MAX_SPLIT_GAP + "Lesión renal derecha."
+    assert mentions.find(far, "split") == []
+
+
+def test_a_split_match_takes_the_nearest_parts() -> None:
+    # Two occurrences of the first part before one of the second: the shorter span wins.
+    text = "RMN previa normal. Nueva RMN con lesión cerebral."
+    (match,) = _split("rmn", "cerebral", code="B030ZZZ").find(text, "split")
+    assert text[match.start : match.end] == "RMN con lesión cerebral"
+
+
+def test_a_split_lexicon_survives_its_json_file(tmp_path: Path) -> None:
+    lexicon = MentionLexicon({"split": _split("ecografias", "renal derecha")})
+    lexicon.save(tmp_path / "lexicon.json")
+    loaded = MentionLexicon.load(tmp_path / "lexicon.json")
+    # Keys are stored as matched: plural endings cut.
+    assert loaded.trie("split").mentions == {
+        (("ecografia",), ("renal", "derecha")): (MentionLink("BT41ZZZ", 0.7, 3, 2),)
+    }
+    assert [m.source for m in loaded.find("ecografías: masa renal derecha")] == ["split"]
 
 
 def test_an_unknown_format_is_refused(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from training.lexicon import (
     evidence_phrases,
     mined_phrases,
     partial_phrases,
+    split_phrases,
 )
 
 
@@ -90,3 +91,33 @@ def test_build_lexicon_has_a_partial_source_only_where_asked() -> None:
     (link,) = lexicon.trie("partial").mentions[phrase_key("hepatitis")]
     assert (link.code, link.support, link.hits) == ("B18.2", 2, 2)
     assert build_lexicon(documents, mined=False, partial=False).sources == ["evidence"]
+
+
+def test_split_phrases_join_the_parts_of_one_mention_in_text_order() -> None:
+    text = "Renal derecha con masa en la ecografía. Ecografía: quiste renal derecho."
+    # The coder listed the parts out of text order; the mention is keyed in text order.
+    ultrasound = (
+        EvidenceSpan("BT41ZZZ", text.index("Ecografía:"), text.index(": quiste"), part_of=0),
+        EvidenceSpan("BT41ZZZ", text.index("renal derecho"), len(text) - 1, part_of=0),
+    )
+    whole = EvidenceSpan("N28.1", text.index("quiste"), len(text) - 1)
+    document = _doc("a", text, ("BT41ZZZ", "N28.1"), (*ultrasound[::-1], whole))
+    assert split_phrases([document]) == {(("ecografia",), ("renal", "derecho")): {"BT41ZZZ"}}
+
+
+def test_a_split_mention_is_weighted_by_the_notes_it_matches() -> None:
+    text = "Ecografía: quiste renal derecho."
+    parts = (
+        EvidenceSpan("BT41ZZZ", 0, 9, part_of=3),
+        EvidenceSpan("BT41ZZZ", text.index("renal"), len(text) - 1, part_of=3),
+    )
+    documents = [
+        _doc("a", text, ("BT41ZZZ",), parts),
+        _doc("b", "Ecografía sin lesión renal derecha.", ()),
+        _doc("c", "Lesión renal derecha; ecografía pendiente.", ()),  # parts out of order
+    ]
+    lexicon = build_lexicon(documents, mined=False)
+    (link,) = lexicon.trie("split").mentions[(("ecografia",), ("renal", "derecho"))]
+    assert (link.support, link.hits) == (1, 1)
+    # "derecha" is not "derecho": note b does not match either.
+    assert link.weight == pytest.approx((1 + PRIOR_NOTES * PRIOR_WEIGHT) / (1 + PRIOR_NOTES))

@@ -38,3 +38,14 @@ def test_a_spanish_span_lands_on_its_english_phrase() -> None:
     (projected,) = project_spans(es_doc, en_doc, translator).spans
     assert english[projected.start : projected.end] == "arterial hypertension"
     assert projected.code == "I10"
+
+
+def test_a_projected_part_stays_tied_to_its_mention() -> None:
+    spanish = "Paciente con hipertensión arterial. Refiere fiebre y tos."
+    english = "Patient with arterial hypertension. He reports fever and cough."
+    span = EvidenceSpan("I10", spanish.index("hipertensión"), spanish.index(". Refiere"), 4)
+    es_doc = Document("n1", spanish, ("I10",), (span,))
+    en_doc = Document("n1", english, ("I10",))
+    translator = fit_translator([(es_doc, en_doc)])
+    (projected,) = project_spans(es_doc, en_doc, translator).spans
+    assert projected.part_of == 4

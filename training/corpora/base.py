@@ -7,11 +7,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class EvidenceSpan:
-    """A code's evidence in the text: [start, end) character offsets; one mention may have parts."""
+    """A code's evidence in the text: [start, end) character offsets; one mention may have parts.
+
+    The parts of one discontinuous mention share `part_of` (a number unique within the note);
+    a whole mention has None."""
 
     code: str
     start: int
     end: int
+    part_of: int | None = None
 
 
 @dataclass(frozen=True)

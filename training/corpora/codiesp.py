@@ -49,11 +49,11 @@ def iter_codiesp(
     """Stream one CodiEsp split as Documents, sorted by document id.
 
     `lang` "es" reads the original Spanish text as written (only trailing white space removed,
-    so the offsets hold) and attaches evidence spans from `{split}X.tsv`
-    (one EvidenceSpan per part of a discontinuous mention; the corpus's few zero-width parts,
-    such as `1320 1320`, are dropped). `lang` "en" reads the machine translation, one sentence
-    per line joined by single spaces; its spans are always empty because the X offsets point
-    into the Spanish text. `codes` picks diagnoses ("D", ICD-10-CM), procedures ("P",
+    so the offsets hold) and attaches evidence spans from `{split}X.tsv` (one EvidenceSpan per
+    part of a discontinuous mention, the parts sharing `part_of`; the corpus's few zero-width
+    parts, such as `1320 1320`, are dropped). `lang` "en" reads the machine translation, one
+    sentence per line joined by single spaces; its spans are always empty because the X offsets
+    point into the Spanish text. `codes` picks diagnoses ("D", ICD-10-CM), procedures ("P",
     ICD-10-PCS) or both ("DP", diagnoses first). The background split has no codes.
     """
     if lang not in ("es", "en"):
@@ -249,7 +249,7 @@ def _spans(
     mentions: Iterable[_Mention], text: str, doc_codes: tuple[str, ...]
 ) -> tuple[EvidenceSpan, ...]:
     spans: list[EvidenceSpan] = []
-    for mention in mentions:
+    for number, mention in enumerate(mentions):
         if mention.code not in doc_codes:
             # Never seen in the real corpus (X and D/P agree); a span for a code the document
             # is not labelled with would break label-indexed training, so it is left out.
@@ -260,9 +260,9 @@ def _spans(
             )
             continue
         _check_parts(mention, len(text))
-        for start, end in mention.parts:
-            if start < end:
-                spans.append(EvidenceSpan(code=mention.code, start=start, end=end))
+        parts = [(start, end) for start, end in mention.parts if start < end]
+        part_of = number if len(parts) > 1 else None
+        spans += [EvidenceSpan(mention.code, start, end, part_of) for start, end in parts]
     return tuple(spans)
 
 

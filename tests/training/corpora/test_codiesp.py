@@ -92,13 +92,17 @@ def test_spanish_split_with_codes_and_spans(codiesp_root: Path, split: str) -> N
     )
     assert fever.text == FEVER_TEXT.rstrip()
     assert fever.codes == ("R50.9", "Z72.0", "3E02329")
-    # The discontinuous mention becomes one span per part; the zero-width part is gone.
-    assert fever.spans == (
-        EvidenceSpan("R50.9", 10, 16),
-        EvidenceSpan("3E02329", 32, 46),
-        EvidenceSpan("3E02329", 55, 68),
-        EvidenceSpan("Z72.0", 0, 5),
-    )
+    # The discontinuous mention becomes one span per part, the parts tied by `part_of`; the
+    # zero-width part is gone.
+    assert [(span.code, span.start, span.end) for span in fever.spans] == [
+        ("R50.9", 10, 16),
+        ("3E02329", 32, 46),
+        ("3E02329", 55, 68),
+        ("Z72.0", 0, 5),
+    ]
+    parts = [span.part_of for span in fever.spans]
+    assert parts[0] is None and parts[3] is None
+    assert parts[1] is not None and parts[1] == parts[2]
     # A document without any code is still yielded.
     assert healthy == Document(id="S0002-1", text="Niña sana. Control rutinario.", codes=())
 
@@ -111,8 +115,8 @@ def test_code_set_selects_diagnoses_or_procedures(codiesp_root: Path) -> None:
     assert {span.code for span in diagnoses["S0001-1"].spans} == {"R50.9", "Z72.0"}
     assert procedures["S0001-1"].codes == ("3E02329",)
     assert procedures["S0001-1"].spans == (
-        EvidenceSpan("3E02329", 32, 46),
-        EvidenceSpan("3E02329", 55, 68),
+        EvidenceSpan("3E02329", 32, 46, part_of=0),
+        EvidenceSpan("3E02329", 55, 68, part_of=0),
     )
     assert procedures["S0000-1"].codes == ()
     assert procedures["S0000-1"].spans == ()

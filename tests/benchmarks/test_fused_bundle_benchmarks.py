@@ -1,8 +1,9 @@
 """Smoke tests for the benchmarks that read a fused bundle, on a tiny fused bundle with a first
 stage and a tiny CodiEsp-shaped corpus: the fused latency script serves every path at full
 decoding and at each S, the shortlist quality script reports one row per S, and the evidence
-sources script scores each source with the context rules on and off. Timings, MAP and X values
-are not checked, only the report's shape and that rates are numbers in range."""
+sources script scores each source with the context rules on and off, and the fusion ablation
+scores its variants' evidence. Timings, MAP and X values are not checked, only the report's shape
+and that rates are numbers in range."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from model.fusion import EVIDENCE_PRIORITY
 from tests.benchmarks.conftest import run_script, table_rows
 from tests.model.bundle_factory import add_fusion
 from tests.model.shortlist_bundle import build_shortlist_bundle
@@ -71,5 +73,20 @@ def test_evidence_sources_scores_each_source_with_and_without_context(
     }
     assert all(0.0 <= float(value) <= 1.0 for row in rows for value in row[3:])
     firsts = table_rows(done.stdout, "first item")
-    assert {row[0] for row in firsts} <= {"evidence", "catalogue", "mined", "partial", "attention"}
+    assert {row[0] for row in firsts} <= {*EVIDENCE_PRIORITY, "attention"}
     assert all(int(row[1]) > 0 and 0.0 <= float(row[2]) <= float(row[3]) <= 1.0 for row in firsts)
+
+
+def test_fusion_ablation_scores_each_variants_evidence(tmp_path: Path) -> None:
+    codiesp = write_synthetic_codiesp(tmp_path / "codiesp", n_train=20, n_dev=6)
+    variants = "without catalogue,without split mentions"
+    args = ["--path", str(codiesp), "--codes", "D", "--variants", variants, "--evidence"]
+    done = run_script("fusion_ablation.py", *args)
+    assert done.returncode == 0, done.stderr
+    ranking = table_rows(done.stdout, "variant")
+    assert [row[0] for row in ranking] == [f"{name} (D-es)" for name in variants.split(",")]
+    evidence = table_rows(done.stdout, "variant", which=1)
+    assert {(row[0], row[1]) for row in evidence} == {
+        (name, label) for name in variants.split(",") for label in ("D", "DP")
+    }
+    assert all(0.0 <= float(value) <= 1.0 for row in evidence for value in row[2:])

@@ -20,6 +20,7 @@ from model.context import ContextFlags, ContextRules
 from model.lexicon import SOURCES, Match, MentionLexicon, MentionLink, links_by_code, noisy_or
 from model.neighbours import CodeVotes, NeighbourIndex
 from model.prediction import Highlight, sigmoid
+from model.text import lexicon_words
 
 _SOURCE_FEATURES = (
     "noisy_or",
@@ -65,6 +66,14 @@ class NoteSignals:
     matches: list[Match]
     flags: list[ContextFlags]  # one per match: negation, uncertainty, family history around it
     votes: dict[str, CodeVotes]
+    # One per match: the [start, end) its evidence item shows (`MentionLexicon.evidence_span`,
+    # the match snapped to the phrase a coder would mark); None: the matches' own spans.
+    spans: list[tuple[int, int]] | None = None
+
+    def evidence_spans(self) -> list[tuple[int, int]]:
+        if self.spans is not None:
+            return self.spans
+        return [(match.start, match.end) for match in self.matches]
 
 
 def _source_features(pairs: Sequence[tuple[Match, MentionLink]], code_notes: int) -> list[float]:
@@ -111,13 +120,16 @@ class FeatureBuilder:
         self.context = context
 
     def signals(self, text: str) -> NoteSignals:
-        matches = self.lexicon.find(text)
+        note_words = lexicon_words(text)
+        matches = self.lexicon.find(text, note_words)
         if self.context is None or not matches:
             flags = [ContextFlags() for _ in matches]
         else:
             note_context = self.context.read(text)
             flags = [note_context.flags(match.start, match.end) for match in matches]
-        return NoteSignals(matches, flags, self.neighbours.votes(text, NEIGHBOURS_K))
+        starts = [word.start for word in note_words]
+        spans = [self.lexicon.evidence_span(match, text, note_words, starts) for match in matches]
+        return NoteSignals(matches, flags, self.neighbours.votes(text, NEIGHBOURS_K), spans)
 
     @staticmethod
     def candidates(signals: NoteSignals, extra: Sequence[str] = ()) -> list[str]:
@@ -332,18 +344,19 @@ class FusedScorer:
         to hold the whole reference); heaviest first within each, then in text order."""
         best: dict[str, dict[tuple[int, int], Highlight]] = {}
         sources = span_sources(signals, codes)
-        for match, flags in zip(signals.matches, signals.flags, strict=True):
+        for match, flags, key in zip(
+            signals.matches, signals.flags, signals.evidence_spans(), strict=True
+        ):
             for link in match.links:
                 if codes is not None and link.code not in codes:
                     continue  # a response shows the top codes; most matches name none of them
                 items = best.setdefault(link.code, {})
-                key = (match.start, match.end)
                 if key in items and items[key].weight >= link.weight:
                     continue
                 items[key] = Highlight(
-                    start=match.start,
-                    end=match.end,
-                    text=text[match.start : match.end],
+                    start=key[0],
+                    end=key[1],
+                    text=text[key[0] : key[1]],
                     weight=link.weight,
                     source="lexicon",
                     negated=flags.negated,
@@ -367,15 +380,15 @@ def _evidence_rank(source: str) -> int:
 def span_sources(
     signals: NoteSignals, codes: Collection[str] | None = None
 ) -> dict[tuple[str, int, int], str]:
-    """(code, start, end) -> the lexicon source a span's evidence item ranks by
-    (`FusedScorer.evidence`): the best, by EVIDENCE_PRIORITY, of the sources that matched that
-    span for that code; only codes in `codes` when given."""
+    """(code, start, end) -> the lexicon source an evidence item ranks by
+    (`FusedScorer.evidence`): the best, by EVIDENCE_PRIORITY, of the sources whose matches show
+    that span for that code; only codes in `codes` when given."""
     sources: dict[tuple[str, int, int], str] = {}
-    for match in signals.matches:
+    for match, (start, end) in zip(signals.matches, signals.evidence_spans(), strict=True):
         for link in match.links:
             if codes is not None and link.code not in codes:
                 continue
-            key = (link.code, match.start, match.end)
+            key = (link.code, start, end)
             if key not in sources or _evidence_rank(match.source) < _evidence_rank(sources[key]):
                 sources[key] = match.source
     return sources

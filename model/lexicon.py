@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ _END = ""  # trie key that marks "a mention ends here"; words are never empty
 MAX_SPLIT_GAP = 150
 
 SplitKey = tuple[tuple[str, ...], ...]  # a split mention's parts, each a word sequence
+# A word right next to a match joins the match's evidence span when at least this share of its
+# occurrences in training notes lies inside a coder's reference: coders mark `parálisis facial
+# periférica` and `enfisema pulmonar` where the lexicon knows `parálisis facial` and `enfisema`.
+SNAP_MIN_SHARE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,13 +242,19 @@ class Matcher(Protocol):
 
 
 class MentionLexicon:
-    """One matcher per source; `find` returns every source's matches, in text order."""
+    """One matcher per source; `find` returns every source's matches, in text order.
 
-    def __init__(self, tries: Mapping[str, Matcher]) -> None:
+    `reference_words` (lexicon word -> share of its occurrences in training notes inside a
+    coder's reference) lets `evidence_span` snap a match to the phrase a coder would mark."""
+
+    def __init__(
+        self, tries: Mapping[str, Matcher], reference_words: Mapping[str, float] | None = None
+    ) -> None:
         unknown = sorted(set(tries) - set(SOURCES))
         if unknown:
             raise ValueError(f"unknown lexicon sources {unknown}: use {list(SOURCES)}")
         self._tries = dict(tries)
+        self.reference_words = dict(reference_words or {})
 
     @property
     def sources(self) -> list[str]:
@@ -261,14 +272,37 @@ class MentionLexicon:
             for link in links
         }
 
-    def find(self, text: str) -> list[Match]:
-        note_words = lexicon_words(text)
+    def find(self, text: str, note_words: Sequence[Word] | None = None) -> list[Match]:
+        """Every source's matches in text order (`note_words`: `lexicon_words(text)`)."""
+        note_words = lexicon_words(text) if note_words is None else note_words
         found = [
             match
             for source, trie in self._tries.items()
             for match in trie.find(text, source, note_words)
         ]
         return sorted(found, key=lambda match: (match.start, -match.end))
+
+    def evidence_span(
+        self, match: Match, text: str, note_words: Sequence[Word], starts: Sequence[int]
+    ) -> tuple[int, int]:
+        """The match widened by the word right before it and the word right after it, each only
+        when nothing but spaces separates it from the match and coders include it in their
+        references often enough (`SNAP_MIN_SHARE`). `starts`: each note word's start offset."""
+        first = bisect_left(starts, match.start)
+        stop = bisect_left(starts, match.end)  # the first word after the match
+        start, end = match.start, match.end
+        if first > 0:
+            before = note_words[first - 1]
+            if self._joins(before, text[before.end : start]):
+                start = before.start
+        if stop < len(note_words):
+            after = note_words[stop]
+            if self._joins(after, text[end : after.start]):
+                end = after.end
+        return start, end
+
+    def _joins(self, word: Word, between: str) -> bool:
+        return not between.strip() and self.reference_words.get(word.text, 0.0) >= SNAP_MIN_SHARE
 
     # -- the bundle artefact --------------------------------------------------------------------
 
@@ -288,6 +322,7 @@ class MentionLexicon:
                 ]
                 for source, trie in self._tries.items()
             },
+            "reference_words": dict(sorted(self.reference_words.items())),
         }
 
     @classmethod
@@ -307,7 +342,7 @@ class MentionLexicon:
                 for entry in entries
             }
             tries[source] = SplitMentions(mentions) if source == "split" else MentionTrie(mentions)
-        return cls(tries)
+        return cls(tries, raw.get("reference_words", {}))
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")))

@@ -4,8 +4,16 @@ import pytest
 
 from model.context import ContextRules
 from model.fusion import FeatureBuilder
-from model.lexicon import MAX_SPLIT_GAP, MentionLexicon, MentionLink, MentionTrie, SplitMentions
+from model.lexicon import (
+    MAX_SPLIT_GAP,
+    SNAP_MIN_SHARE,
+    MentionLexicon,
+    MentionLink,
+    MentionTrie,
+    SplitMentions,
+)
 from model.neighbours import NeighbourIndex
+from model.text import lexicon_words
 
 
 def _trie(*mentions: tuple[str, str, float]) -> MentionTrie:
@@ -109,6 +117,35 @@ def test_a_split_lexicon_survives_its_json_file(tmp_path: Path) -> None:
         (("ecografia",), ("renal", "derecha")): (MentionLink("BT41ZZZ", 0.7, 3, 2),)
     }
     assert [m.source for m in loaded.find("ecografías: masa renal derecha")] == ["split"]
+
+
+def _snapped(lexicon: MentionLexicon, text: str) -> list[str]:
+    note_words = lexicon_words(text)
+    starts = [word.start for word in note_words]
+    spans = [lexicon.evidence_span(m, text, note_words, starts) for m in lexicon.find(text)]
+    return [text[start:end] for start, end in spans]
+
+
+def test_an_evidence_span_takes_in_the_words_coders_mark_next_to_it() -> None:
+    shares = {"periferica": SNAP_MIN_SHARE, "aguda": 0.3, "con": 0.01}
+    lexicon = MentionLexicon({"evidence": _trie(("paralisis facial", "G51.0", 0.8))}, shares)
+    assert _snapped(lexicon, "Presenta parálisis facial periférica.") == [
+        "parálisis facial periférica"
+    ]
+    # A word below the share, or one across punctuation, stays out.
+    assert _snapped(lexicon, "Con parálisis facial, aguda.") == ["parálisis facial"]
+    # One word on each side at most.
+    assert _snapped(lexicon, "aguda parálisis facial periférica aguda") == [
+        "aguda parálisis facial periférica"
+    ]
+
+
+def test_reference_words_survive_the_json_file(tmp_path: Path) -> None:
+    lexicon = MentionLexicon({"evidence": _trie(("enfisema", "J43.9", 0.7))}, {"pulmonar": 0.4})
+    lexicon.save(tmp_path / "lexicon.json")
+    loaded = MentionLexicon.load(tmp_path / "lexicon.json")
+    assert loaded.reference_words == {"pulmonar": 0.4}
+    assert _snapped(loaded, "enfisema pulmonar") == ["enfisema pulmonar"]
 
 
 def test_an_unknown_format_is_refused(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from training.lexicon import (
     evidence_phrases,
     mined_phrases,
     partial_phrases,
+    reference_word_shares,
     split_phrases,
 )
 
@@ -121,3 +122,22 @@ def test_a_split_mention_is_weighted_by_the_notes_it_matches() -> None:
     assert (link.support, link.hits) == (1, 1)
     # "derecha" is not "derecho": note b does not match either.
     assert link.weight == pytest.approx((1 + PRIOR_NOTES * PRIOR_WEIGHT) / (1 + PRIOR_NOTES))
+
+
+def test_reference_word_shares_count_occurrences_inside_evidence_spans() -> None:
+    text = "Enfisema pulmonar. Radiografía pulmonar normal."
+    documents = [
+        _doc(
+            "a",
+            text,
+            ("J43.9",),
+            (EvidenceSpan("J43.9", 0, text.index(".")),),
+        ),
+        _doc("b", "Sin enfisema.", ()),
+    ]
+    shares = reference_word_shares(documents)
+    # "pulmonar": once inside of twice, smoothed by one more occurrence outside.
+    assert shares["pulmonar"] == pytest.approx(1 / 3, abs=1e-3)
+    assert shares["enfisema"] == pytest.approx(1 / 3, abs=1e-3)
+    assert "normal" not in shares  # never inside a span
+    assert build_lexicon(documents, mined=False).reference_words == shares

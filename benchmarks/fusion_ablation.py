@@ -55,6 +55,7 @@ VARIANTS = {
     "without catalogue": {"catalogue": False},
     "without partial phrases": {"partial": False},
     "without split mentions": {"split": False},
+    "without evidence snapping": {"snap": False},
     "without mined n-grams": {"mined": False},
     "without evidence spans (mined + catalogue)": {"evidence": False},
 }

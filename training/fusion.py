@@ -43,6 +43,7 @@ class FusionSettings:
     evidence: bool = True
     partial: bool = True  # shorter runs of the evidence phrases, a lexicon source of their own
     split: bool = True  # the coders' discontinuous mentions, parts in order
+    snap: bool = True  # evidence spans take in the words coders mark next to a match
     mined: bool = True
     catalogue: bool = True
     num_leaves: int = 15
@@ -86,6 +87,7 @@ def build_features(
         split=settings.split,
         mined=settings.mined,
         catalogue=catalogue if settings.catalogue else None,
+        snap=settings.snap,
     )
     neighbours = NeighbourIndex.build(
         [document.text for document in documents], [document.codes for document in documents]

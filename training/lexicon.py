@@ -229,9 +229,11 @@ def build_lexicon(
     split: bool = True,
     mined: bool = True,
     catalogue: Phrases | None = None,
+    snap: bool = True,
 ) -> MentionLexicon:
     """The lexicon of `documents`: evidence spans (where the corpus has them), mined n-grams and
-    catalogue phrases (where a source exists), each weighted on `documents`."""
+    catalogue phrases (where a source exists), each weighted on `documents`; with `snap`, the
+    reference words that evidence spans snap to (`reference_word_shares`)."""
     tries: dict[str, Matcher] = {}
     reference_words: dict[str, float] = {}
     if evidence and any(document.spans for document in documents):
@@ -242,7 +244,7 @@ def build_lexicon(
         discontinuous = split_phrases(documents) if split else {}
         if discontinuous:
             tries["split"] = weigh_split_phrases(discontinuous, documents)
-        reference_words = reference_word_shares(documents)
+        reference_words = reference_word_shares(documents) if snap else {}
     if mined:
         tries["mined"] = weigh_phrases(mined_phrases(documents), documents)
     if catalogue:

@@ -141,3 +141,4 @@ def test_reference_word_shares_count_occurrences_inside_evidence_spans() -> None
     assert shares["enfisema"] == pytest.approx(1 / 3, abs=1e-3)
     assert "normal" not in shares  # never inside a span
     assert build_lexicon(documents, mined=False).reference_words == shares
+    assert build_lexicon(documents, mined=False, snap=False).reference_words == {}

@@ -23,7 +23,8 @@ from model.text import Word, lexicon_words, plural_folded
 # partial: shorter runs of the coders' phrases (`hepatitis` from `hepatitis cronica c`).
 # split: the coders' discontinuous mentions, parts in text order (`ecografia` ... `renal derecha`).
 SOURCES = ("evidence", "partial", "split", "mined", "catalogue")
-LEXICON_FORMAT = 3  # 2: keys are lexicon words (plural endings cut); 3: the split source
+# 2: keys are lexicon words (plural endings cut); 3: the split source and the reference words
+LEXICON_FORMAT = 3
 _END = ""  # trie key that marks "a mention ends here"; words are never empty
 # Most characters between two consecutive parts of a split mention. Coders' parts sit a median
 # 36 (diagnoses) and 78 (procedures) characters apart in CodiEsp train; a wider window composes

@@ -73,7 +73,37 @@ def _keyed_as_matched(
     return {key: tuple(codes.values()) for key, codes in merged.items()}
 
 
-class MentionTrie:
+class _SpanMatcher:
+    """What both matchers share: links per mention key, and `find`, which turns the matcher's
+    `spans` (first word, stop word, mention key) into `Match`es."""
+
+    _links: dict[Any, tuple[MentionLink, ...]]
+
+    def spans(self, note_words: Sequence[Word]) -> list[tuple[int, int, Any]]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _words_in(key: Any) -> int:
+        """How many words of the note a match of `key` covers (its gaps not counted)."""
+        return len(key)
+
+    def find(self, text: str, source: str, note_words: Sequence[Word] | None = None) -> list[Match]:
+        """The matches in `text` with their links, in text order (`note_words`:
+        `lexicon_words(text)`)."""
+        note_words = lexicon_words(text) if note_words is None else note_words
+        return [
+            Match(
+                source=source,
+                start=note_words[first].start,
+                end=note_words[stop - 1].end,
+                n_words=self._words_in(key),
+                links=self._links[key],
+            )
+            for first, stop, key in self.spans(note_words)
+        ]
+
+
+class MentionTrie(_SpanMatcher):
     """Mentions of one source as a word trie; `find` returns the maximal matches of a note."""
 
     def __init__(self, mentions: Mapping[tuple[str, ...], Sequence[MentionLink]]) -> None:
@@ -120,22 +150,8 @@ class MentionTrie:
                 maximal.append((first, stop, key))
         return maximal
 
-    def find(self, text: str, source: str, note_words: Sequence[Word] | None = None) -> list[Match]:
-        """The maximal matches in `text` with their links (`note_words`: `lexicon_words(text)`)."""
-        note_words = lexicon_words(text) if note_words is None else note_words
-        return [
-            Match(
-                source=source,
-                start=note_words[first].start,
-                end=note_words[stop - 1].end,
-                n_words=stop - first,
-                links=self._links[key],
-            )
-            for first, stop, key in self.spans(note_words)
-        ]
 
-
-class SplitMentions:
+class SplitMentions(_SpanMatcher):
     """Discontinuous mentions: parts that name a code together though other words sit between
     them (`ecografia` ... `renal derecha` for a renal ultrasound). A match is each part found in
     text order, every part starting within `max_gap` characters of the previous part's end; it
@@ -214,19 +230,9 @@ class SplitMentions:
             for start, stop in self._chains(key, found, note_words)
         )
 
-    def find(self, text: str, source: str, note_words: Sequence[Word] | None = None) -> list[Match]:
-        """Every match in `text` (`note_words`: `lexicon_words(text)`), in text order."""
-        note_words = lexicon_words(text) if note_words is None else note_words
-        return [
-            Match(
-                source=source,
-                start=note_words[start].start,
-                end=note_words[stop - 1].end,
-                n_words=sum(len(part) for part in key),
-                links=self._links[key],
-            )
-            for start, stop, key in self.spans(note_words)
-        ]
+    @staticmethod
+    def _words_in(key: Any) -> int:
+        return sum(len(part) for part in key)
 
 
 class Matcher(Protocol):

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from model.lexicon import (
     Matcher,
@@ -75,15 +75,20 @@ def split_phrases(documents: Iterable[Document]) -> SplitPhrases:
     return phrases
 
 
-def reference_word_shares(documents: Iterable[Document]) -> dict[str, float]:
+def reference_word_shares(
+    documents: Sequence[Document], note_words: Sequence[Sequence[Word]] | None = None
+) -> dict[str, float]:
     """Per lexicon word, the share of its occurrences in the notes that lie inside an evidence
     span, smoothed by one occurrence outside (`parálisis` ~0.8, `periférica` ~0.1, `de` ~0.04);
-    words under 0.01 are left out. `MentionLexicon.evidence_span` snaps matches with it."""
+    words under 0.01 are left out. `MentionLexicon.evidence_span` snaps matches with it.
+    `note_words`: each document's `lexicon_words`, when already read."""
+    if note_words is None:
+        note_words = [lexicon_words(document.text) for document in documents]
     inside: Counter[str] = Counter()
     total: Counter[str] = Counter()
-    for document in documents:
+    for document, words in zip(documents, note_words, strict=True):
         spans = sorted((span.start, span.end) for span in document.spans)
-        for word in lexicon_words(document.text):
+        for word in words:
             total[word.text] += 1
             # Spans are few per note: a linear scan is cheaper than an interval index.
             if any(start <= word.start and word.end <= end for start, end in spans):
@@ -174,51 +179,43 @@ def catalogue_phrases(descriptions: Mapping[str, Sequence[str]]) -> Phrases:
     return {key: codes for key, codes in phrases.items() if len(codes) <= MAX_CODES_PER_FRAGMENT}
 
 
-def weigh_phrases(phrases: Phrases, documents: Sequence[Document]) -> MentionTrie:
-    """Links weighted by precision: of the training notes where the mention is a maximal match,
-    the share that carry the code."""
-    unweighed = MentionTrie(_unweighed(phrases))
-    return MentionTrie(_weighed_links(phrases, documents, unweighed.spans))
+_Weighed = TypeVar("_Weighed", MentionTrie, SplitMentions)
 
 
-def weigh_split_phrases(phrases: SplitPhrases, documents: Sequence[Document]) -> SplitMentions:
-    """Split mentions weighted like `weigh_phrases`: of the training notes where the mention
-    matches (its parts in order, each within the gap), the share that carry the code."""
-    unweighed = SplitMentions(_unweighed(phrases))
-    return SplitMentions(_weighed_links(phrases, documents, unweighed.spans))
-
-
-def _unweighed(phrases: Mapping[Any, set[str]]) -> dict[Any, list[MentionLink]]:
-    return {key: [MentionLink(code, 0.0, 0) for code in codes] for key, codes in phrases.items()}
-
-
-def _weighed_links(
+def weigh_phrases(
     phrases: Mapping[Any, set[str]],
     documents: Sequence[Document],
-    matched: Callable[[list[Word]], Iterable[tuple[int, int, Any]]],
-) -> dict[Any, list[MentionLink]]:
-    """Each (mention, code) link's smoothed precision over `documents`; `matched` gives a
-    note's matches as (first word, stop word, mention key) from its lexicon words."""
+    matcher: type[_Weighed],
+    note_words: Sequence[Sequence[Word]],
+) -> _Weighed:
+    """`matcher` (a `MentionTrie`, or `SplitMentions` for split mentions) with each link
+    weighted by precision: of the training notes where the mention matches, the share that carry
+    the code, smoothed towards PRIOR_WEIGHT. `note_words`: each document's `lexicon_words`."""
+    unweighed = matcher(
+        {key: [MentionLink(code, 0.0, 0) for code in codes] for key, codes in phrases.items()}
+    )
     notes_with: Counter[Any] = Counter()
     notes_with_code: Counter[tuple[Any, str]] = Counter()
-    for document in documents:
-        keys = {key for _, _, key in matched(lexicon_words(document.text))}
+    for document, words in zip(documents, note_words, strict=True):
+        keys = {key for _, _, key in unweighed.spans(words)}
         notes_with.update(keys)
         gold = set(document.codes)
         notes_with_code.update((key, code) for key in keys for code in phrases[key] & gold)
-    return {
-        key: [
-            MentionLink(
-                code,
-                (notes_with_code[(key, code)] + PRIOR_NOTES * PRIOR_WEIGHT)
-                / (notes_with[key] + PRIOR_NOTES),
-                notes_with[key],
-                notes_with_code[(key, code)],
-            )
-            for code in sorted(codes)
-        ]
-        for key, codes in phrases.items()
-    }
+    return matcher(
+        {
+            key: [
+                MentionLink(
+                    code,
+                    (notes_with_code[(key, code)] + PRIOR_NOTES * PRIOR_WEIGHT)
+                    / (notes_with[key] + PRIOR_NOTES),
+                    notes_with[key],
+                    notes_with_code[(key, code)],
+                )
+                for code in sorted(codes)
+            ]
+            for key, codes in phrases.items()
+        }
+    )
 
 
 def build_lexicon(
@@ -234,21 +231,24 @@ def build_lexicon(
     """The lexicon of `documents`: evidence spans (where the corpus has them), mined n-grams and
     catalogue phrases (where a source exists), each weighted on `documents`; with `snap`, the
     reference words that evidence spans snap to (`reference_word_shares`)."""
+    note_words = [lexicon_words(document.text) for document in documents]  # once per build
     tries: dict[str, Matcher] = {}
     reference_words: dict[str, float] = {}
     if evidence and any(document.spans for document in documents):
         spans = evidence_phrases(documents)
-        tries["evidence"] = weigh_phrases(spans, documents)
+        tries["evidence"] = weigh_phrases(spans, documents, MentionTrie, note_words)
         if partial:
-            tries["partial"] = weigh_phrases(partial_phrases(spans), documents)
+            pieces = partial_phrases(spans)
+            tries["partial"] = weigh_phrases(pieces, documents, MentionTrie, note_words)
         discontinuous = split_phrases(documents) if split else {}
         if discontinuous:
-            tries["split"] = weigh_split_phrases(discontinuous, documents)
-        reference_words = reference_word_shares(documents) if snap else {}
+            tries["split"] = weigh_phrases(discontinuous, documents, SplitMentions, note_words)
+        reference_words = reference_word_shares(documents, note_words) if snap else {}
     if mined:
-        tries["mined"] = weigh_phrases(mined_phrases(documents), documents)
+        grams = mined_phrases(documents)
+        tries["mined"] = weigh_phrases(grams, documents, MentionTrie, note_words)
     if catalogue:
-        tries["catalogue"] = weigh_phrases(catalogue, documents)
+        tries["catalogue"] = weigh_phrases(catalogue, documents, MentionTrie, note_words)
     return MentionLexicon(tries, reference_words)
 
 

@@ -10,7 +10,10 @@ neighbours, combiner and evidence included. Usage:
 The network alone is the same bundle served with `OnnxPredictor(fused=False)`. For a bundle with a
 shortlist, `--shortlist 64,256` also serves it at those S, and both paths at full decoding (every
 code decoded: the served path before the shortlist); the ratio column is against the network alone
-at full decoding then.
+at full decoding then. `--transformer` adds a PLM-ICD-size transformer (RoBERTa-base
+configuration, random weights, nothing downloaded; `inference_latency.PlmIcdReference`) to the
+same passes, reading as many tokens per note as the bundle's tokenizer gives it, and a column of
+how many times slower it is than each path (issue 11: >= 50x the served path). Needs torch.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from _common import (
@@ -36,6 +41,8 @@ from _common import (
 
 from model.bundle import load_bundle
 from model.runtime import OnnxPredictor
+
+TRANSFORMER = "PLM-ICD-size transformer"
 
 
 def served_paths(model: Path, threads: int, sizes: list[int]) -> dict[str, OnnxPredictor]:
@@ -57,23 +64,77 @@ def served_paths(model: Path, threads: int, sizes: list[int]) -> dict[str, OnnxP
     return paths
 
 
+def served_calls(
+    predictors: dict[str, OnnxPredictor], notes: list[str], top_k: int
+) -> dict[str, list[Callable[[], object]]]:
+    """Per path, one call per note: `predict([note], top_k)`."""
+    return {
+        name: [partial(predictor.predict, [note], top_k=top_k) for note in notes]
+        for name, predictor in predictors.items()
+    }
+
+
+def transformer_calls(
+    predictor: OnnxPredictor, notes: list[str], args: argparse.Namespace
+) -> tuple[list[Callable[[], object]], str]:
+    """One call per note of the PLM-ICD-size reference over the bundle's network codes: random
+    ids, as many as the bundle's tokenizer reads in that note, padded to whole 512-token chunks
+    as PLM-ICD runs them (a transformer's own subwords would be more, not fewer)."""
+    import numpy as np
+    import torch
+    from inference_latency import PlmIcdReference
+    from label_space_latency import transformer_inputs
+
+    torch.set_num_threads(args.threads)
+    n_codes = predictor.metadata.n_network_codes
+    layers, hidden = args.transformer_layers, args.transformer_hidden
+    reference = PlmIcdReference(n_codes, layers, hidden).eval()
+    rng = np.random.default_rng(0)
+    calls: list[Callable[[], object]] = []
+    for note in predictor.tokenize(notes):
+        ids, mask = transformer_inputs(len(note), reference.config.vocab_size, rng)
+
+        def run(ids: torch.Tensor = ids, mask: torch.Tensor = mask) -> object:
+            with torch.inference_mode():
+                return reference(ids, mask)
+
+        calls.append(run)
+    described = (
+        f"RobertaModel({layers} layers, {hidden} hidden, RobertaConfig() defaults otherwise), "
+        f"random weights, LAAT head over the bundle's {n_codes:,} network codes, torch "
+        f"{torch.__version__} with {args.threads} threads; per note as many random ids as the "
+        "bundle's tokenizer reads, in 512-token chunks"
+    )
+    return calls, described
+
+
 def timed_rounds(
-    predictors: dict[str, OnnxPredictor], notes: list[str], top_k: int, rounds: int
+    calls: dict[str, list[Callable[[], object]]], rounds: int
 ) -> dict[str, list[float]]:
     """Per path, each note's median time (ms) over `rounds` passes. In each pass every path codes
     all the notes in turn, the paths in rotated order: alternating paths note by note made each
     ONNX Runtime session start while the others' thread pools were still spinning, which doubled
     every figure on 2 cores (a path served alone ran in half the time)."""
-    names = list(predictors)
-    per_note: dict[str, list[list[float]]] = {name: [[] for _ in notes] for name in names}
+    names = list(calls)
+    per_note: dict[str, list[list[float]]] = {name: [[] for _ in calls[name]] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            for index, note in enumerate(notes):
+            for index, call in enumerate(calls[name]):
                 started = time.perf_counter()
-                predictors[name].predict([note], top_k=top_k)
+                call()
                 per_note[name][index].append((time.perf_counter() - started) * 1000)
     return {name: [statistics.median(times) for times in per_note[name]] for name in names}
+
+
+def ratio_column(timings: dict[str, list[float]], name: str) -> str:
+    """How many times slower the transformer is than path `name`: the ratio of the p50s, then
+    the median of the per-note ratios (the same notes, the same passes)."""
+    if TRANSFORMER not in timings or name == TRANSFORMER:
+        return ""
+    theirs, ours = timings[TRANSFORMER], timings[name]
+    per_note = statistics.median(t / o for t, o in zip(theirs, ours, strict=True))
+    return f"{statistics.median(theirs) / statistics.median(ours):.1f}x / {per_note:.1f}x"
 
 
 def main() -> None:
@@ -95,6 +156,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--shortlist", default="", help="comma-separated S to serve besides")
     parser.add_argument("--rounds", type=int, default=3, help="passes over the notes per path")
+    parser.add_argument(
+        "--transformer",
+        action="store_true",
+        help="also time a PLM-ICD-size transformer on the same notes (needs torch)",
+    )
+    parser.add_argument("--transformer-layers", type=int, default=12, help="12: roberta-base")
+    parser.add_argument("--transformer-hidden", type=int, default=768, help="768: roberta-base")
     args = parser.parse_args()
 
     notes = load_notes("codiesp", args.path, args.split, lang=args.lang, codes=args.codes)
@@ -107,22 +175,30 @@ def main() -> None:
         predictors |= {f"{prefix}{name}": predictor for name, predictor in paths.items()}
     for predictor in predictors.values():
         predictor.warm_up()
-    facts = machine_facts(["onnxruntime", "numpy"])
-    timings = timed_rounds(predictors, notes, args.top_k, args.rounds)
+    facts = machine_facts(["onnxruntime", "numpy", *(["torch"] if args.transformer else [])])
+    calls = served_calls(predictors, notes, args.top_k)
+    if args.transformer:
+        calls[TRANSFORMER], described = transformer_calls(
+            next(iter(predictors.values())), notes, args
+        )
+        facts.append(("transformer", described))
+    timings = timed_rounds(calls, args.rounds)
     summaries = {name: summarize(values) for name, values in timings.items()}
     base = next(iter(summaries.values())).p50
     rows = [
         [name, str(s.n), fmt_ms(s.p50), fmt_ms(s.p95), fmt_ms(s.mean), f"{s.p50 / base:.2f}x"]
+        + ([ratio_column(timings, name)] if args.transformer else [])
         for name, s in summaries.items()
     ]
+    headers = ["served path", "notes", "p50 ms", "p95 ms", "mean ms", "p50 ratio"]
+    if args.transformer:
+        headers.append("transformer slower by (p50s / per note)")
     report = "\n\n".join(
         part
         for part in (
             f"`{command_line()}`",
             facts_list(facts),
-            markdown_table(
-                ["served path", "notes", "p50 ms", "p95 ms", "mean ms", "p50 ratio"], rows
-            ),
+            markdown_table(headers, rows),
             busy_warning(),
         )
         if part

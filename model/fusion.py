@@ -20,7 +20,7 @@ from model.context import ContextFlags, ContextRules
 from model.lexicon import SOURCES, Match, MentionLexicon, MentionLink, links_by_code, noisy_or
 from model.neighbours import CodeVotes, NeighbourIndex
 from model.prediction import Highlight, sigmoid
-from model.text import lexicon_words
+from model.text import Word, lexicon_words
 
 _SOURCE_FEATURES = (
     "noisy_or",
@@ -60,6 +60,18 @@ EVIDENCE_PRIORITY = {"split": 0, "evidence": 0, "catalogue": 1, "mined": 2, "par
 
 
 @dataclass(frozen=True)
+class NoteProposals:
+    """The first half of what the torch-free branches read in a note: the lexicon's matches and
+    the neighbours' votes, enough to name the note's candidates (so the runtime can have the
+    graph decode them) before the context rules and evidence spans run
+    (`FeatureBuilder.signals`)."""
+
+    words: list[Word]  # `model.text.lexicon_words` of the note
+    matches: list[Match]
+    votes: dict[str, CodeVotes]
+
+
+@dataclass(frozen=True)
 class NoteSignals:
     """What the torch-free branches read in one note, before any code is scored."""
 
@@ -74,6 +86,14 @@ class NoteSignals:
         if self.spans is not None:
             return self.spans
         return [(match.start, match.end) for match in self.matches]
+
+
+@dataclass(frozen=True)
+class CandidateScores:
+    """The combiner's answer for one note: its candidates' label-space columns and probabilities."""
+
+    columns: np.ndarray  # (K,) int64
+    probabilities: np.ndarray  # (K,) float32
 
 
 def _source_features(pairs: Sequence[tuple[Match, MentionLink]], code_notes: int) -> list[float]:
@@ -119,9 +139,18 @@ class FeatureBuilder:
         self.train_counts = train_counts
         self.context = context
 
-    def signals(self, text: str) -> NoteSignals:
+    def proposals(self, text: str) -> NoteProposals:
+        """The lexicon's matches and the neighbours' votes in `text`."""
         note_words = lexicon_words(text)
         matches = self.lexicon.find(text, note_words)
+        return NoteProposals(note_words, matches, self.neighbours.votes(text, NEIGHBOURS_K))
+
+    def signals(self, text: str, proposals: NoteProposals | None = None) -> NoteSignals:
+        """Everything the branches read in `text`: its proposals (read here unless given) with
+        each match's context flags and evidence span."""
+        if proposals is None:
+            proposals = self.proposals(text)
+        note_words, matches = proposals.words, proposals.matches
         if self.context is None or not matches:
             flags = [ContextFlags() for _ in matches]
         else:
@@ -129,10 +158,10 @@ class FeatureBuilder:
             flags = [note_context.flags(match.start, match.end) for match in matches]
         starts = [word.start for word in note_words]
         spans = [self.lexicon.evidence_span(match, text, note_words, starts) for match in matches]
-        return NoteSignals(matches, flags, self.neighbours.votes(text, NEIGHBOURS_K), spans)
+        return NoteSignals(matches, flags, proposals.votes, spans)
 
     @staticmethod
-    def candidates(signals: NoteSignals, extra: Sequence[str] = ()) -> list[str]:
+    def candidates(signals: NoteSignals | NoteProposals, extra: Sequence[str] = ()) -> list[str]:
         """Codes some branch proposes: lexicon matches, neighbours' codes, `extra` (network)."""
         proposed = {link.code for match in signals.matches for link in match.links}
         proposed |= set(signals.votes)
@@ -279,11 +308,23 @@ class FusedScorer:
         self._network_candidates = int(info["network_candidates"])
         self._uses_network = bool(info["uses_network"])
 
-    def signals(self, text: str) -> NoteSignals:
-        """What the lexicon, context rules and neighbours read in one note."""
-        return self._builder.signals(text)
+    @property
+    def needs_logits(self) -> bool:
+        """Whether scoring a note's candidates waits for the network: a combiner that reads its
+        logit, or candidates taken from its top codes. Otherwise the runtime scores them while
+        the graph runs."""
+        return self._uses_network or self._network_candidates > 0
 
-    def candidate_columns(self, signals: NoteSignals) -> np.ndarray:
+    def proposals(self, text: str) -> NoteProposals:
+        """What names a note's candidates: the lexicon's matches and the neighbours' votes."""
+        return self._builder.proposals(text)
+
+    def signals(self, text: str, proposals: NoteProposals | None = None) -> NoteSignals:
+        """What the lexicon, context rules and neighbours read in one note (from its
+        `proposals` when the caller has them)."""
+        return self._builder.signals(text, proposals)
+
+    def candidate_columns(self, signals: NoteSignals | NoteProposals) -> np.ndarray:
         """The network columns (int64, ascending) the runtime has the graph decode for a note
         whatever its first stage says.
 
@@ -306,8 +347,17 @@ class FusedScorer:
         `signals` where the caller has read the note already (`signals`)."""
         if signals is None:
             signals = self._builder.signals(text)
+        return self.place(self.candidate_scores(signals, logits), logits), signals
+
+    def candidate_scores(
+        self, signals: NoteSignals, logits: np.ndarray | None = None
+    ) -> CandidateScores:
+        """The combiner's probabilities of a note's candidates; `logits` (C_network,) the
+        note's network logits, needed only when `needs_logits`."""
+        if logits is None and self.needs_logits:
+            raise ValueError("this fused model reads the network: pass the note's logits")
         extra: list[str] = []
-        if self._network_candidates:
+        if self._network_candidates and logits is not None:
             top = np.argsort(-logits, kind="stable")[: self._network_candidates]
             extra = [self._codes[column] for column in top.tolist()]
         candidates = [
@@ -315,19 +365,25 @@ class FusedScorer:
         ]
         columns = np.array([self._index[code] for code in candidates], dtype=np.int64)
         network = None
-        if self._uses_network:
+        if self._uses_network and logits is not None:
             network = {
                 code: float(logits[column])
                 for code, column in zip(candidates, columns.tolist(), strict=True)
                 if column < self._n_network
             }
-        fused = sigmoid(self._combiner.margins(self._builder.rows(signals, candidates, network)))
+        rows = self._builder.rows(signals, candidates, network)
+        return CandidateScores(columns, sigmoid(self._combiner.margins(rows)))
+
+    def place(self, candidates: CandidateScores, logits: np.ndarray) -> np.ndarray:
+        """Probabilities float32 (C,) over the label space: the candidates' own, every other
+        code below them all in the network's order (`logits` (C_network,))."""
+        fused = candidates.probabilities
         floor = float(fused.min()) if len(fused) else 1.0
         scores = np.zeros(len(self._codes), dtype=np.float32)  # (C,)
         # Below every candidate, in the network's order: half the lowest candidate's score.
         scores[: self._n_network] = 0.5 * floor * sigmoid(logits)
-        scores[columns] = fused
-        return scores, signals
+        scores[candidates.columns] = fused
+        return scores
 
     @staticmethod
     def evidence(

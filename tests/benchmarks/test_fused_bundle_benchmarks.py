@@ -45,6 +45,21 @@ def test_fusion_latency_serves_each_path_at_full_decoding_and_each_s(
     assert all(row[1] == "3" and float(row[2]) > 0 for row in rows)
 
 
+def test_fusion_latency_times_the_transformer_on_the_same_notes(
+    fused_shortlist_bundle: Path, codiesp: Path
+) -> None:
+    args = ["--model", str(fused_shortlist_bundle), "--path", str(codiesp), "--limit", "2"]
+    small = ["--transformer-layers", "1", "--transformer-hidden", "64", "--rounds", "1"]
+    done = run_script("fusion_latency.py", *args, "--transformer", *small)
+    assert done.returncode == 0, done.stderr
+    rows = table_rows(done.stdout, "served path")
+    assert [row[0] for row in rows] == ["network alone", "fused", "PLM-ICD-size transformer"]
+    for row in rows[:2]:  # "<ratio of p50s>x / <median per-note ratio>x", both positive
+        assert all(float(part.rstrip("x")) > 0 for part in row[-1].split(" / "))
+    assert rows[2][-1] == ""  # no ratio of the transformer against itself
+    assert "1 layers, 64 hidden" in done.stdout
+
+
 def test_shortlist_quality_reports_one_row_per_s(
     fused_shortlist_bundle: Path, codiesp: Path
 ) -> None:

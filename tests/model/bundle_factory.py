@@ -240,10 +240,13 @@ def _threshold_tree(feature: int, threshold: float, low: float, high: float) -> 
 FUSION_ONLY_CODES = {"K35.80": "apendicitis aguda"}
 
 
-def add_fusion(bundle_dir: str | Path, *, context_language: str | None = "es") -> Path:
+def add_fusion(
+    bundle_dir: str | Path, *, context_language: str | None = "es", uses_network: bool = False
+) -> Path:
     """Turn a tiny bundle into a fused one: every keyword of DEFAULT_CODES and each phrase of
     FUSION_ONLY_CODES is a lexicon mention (weight 0.8), and the combiner scores a candidate
-    high exactly when a lexicon match names it (evidence_max_weight > 0.5)."""
+    high exactly when a lexicon match names it (evidence_max_weight > 0.5). `uses_network`: the
+    bundle says its combiner reads the network's logit (the tree still splits on the lexicon)."""
     from model.bundle import load_bundle
     from model.fusion import COMBINER_FILE, FEATURES, LEXICON_FILE, NEIGHBOURS_FILE
     from model.lexicon import MentionLexicon, MentionLink, MentionTrie
@@ -284,7 +287,7 @@ def add_fusion(bundle_dir: str | Path, *, context_language: str | None = "es") -
             "features": list(FEATURES),
             "context_language": context_language,
             "network_candidates": 0,
-            "uses_network": False,
+            "uses_network": uses_network,
             "report": {},
         },
     }

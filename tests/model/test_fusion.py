@@ -75,6 +75,62 @@ def test_scores_and_predict_agree(fused_dir: Path) -> None:
         assert np.allclose([by_code[code] for code in predictor.codes], row)
 
 
+def _answers(predictor: OnnxPredictor, texts: list[str]) -> tuple[np.ndarray, list[list]]:
+    ranked = predictor.predict(texts, top_k=5)
+    shown = [
+        [(p.code, [(h.start, h.end, h.source, h.negated) for h in p.highlights]) for p in note]
+        for note in ranked
+    ]
+    return predictor.scores(texts), shown
+
+
+@pytest.mark.parametrize("uses_network", [False, True])
+def test_the_fusion_thread_beside_the_graph_changes_no_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uses_network: bool
+) -> None:
+    """On two threads a fused predictor reads the notes' context, spans and combiner on its
+    fusion thread while the graph runs; the answers are those of one thread doing it all in
+    turn. A combiner that reads the network's logit scores the candidates after the graph."""
+    import threading
+
+    bundle = add_fusion(build_tiny_bundle(tmp_path), uses_network=uses_network)
+    texts = ["El paciente niega fiebre. Refiere tos.", "Apendicitis aguda y dolor toracico."]
+    in_turn, beside = OnnxPredictor(bundle, threads=1), OnnxPredictor(bundle, threads=2)
+    assert (in_turn.fusion_thread, beside.fusion_thread) == (False, True)
+    threads_reading: set[str] = set()
+    signals = FusedScorer.signals
+
+    def recording(self: FusedScorer, *args: object, **kwargs: object) -> NoteSignals:
+        threads_reading.add(threading.current_thread().name)
+        return signals(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FusedScorer, "signals", recording)
+    expected_scores, expected_shown = _answers(in_turn, texts)
+    assert threads_reading == {threading.current_thread().name}
+    threads_reading.clear()
+    scores, shown = _answers(beside, texts)
+    assert threads_reading and all(name.startswith("plant-icd-fusion") for name in threads_reading)
+    assert np.allclose(scores, expected_scores, atol=1e-6)
+    assert [[code for code, _ in note] for note in shown] == [
+        [code for code, _ in note] for note in expected_shown
+    ]
+    lexicon = [[[h for h in spans if h[2] == "lexicon"] for _, spans in n] for n in shown]
+    assert lexicon == [
+        [[h for h in spans if h[2] == "lexicon"] for _, spans in n] for n in expected_shown
+    ]
+
+
+def test_a_combiner_reading_the_network_needs_the_logits(tmp_path: Path) -> None:
+    bundle = load_bundle(add_fusion(build_tiny_bundle(tmp_path), uses_network=True))
+    scorer = FusedScorer(bundle)
+    assert scorer.needs_logits
+    signals = scorer.signals("Fiebre y tos.")
+    with pytest.raises(ValueError, match="pass the note's logits"):
+        scorer.candidate_scores(signals)
+    logits = np.zeros(bundle.metadata.n_network_codes, dtype=np.float32)
+    assert len(scorer.candidate_scores(signals, logits).probabilities) > 0
+
+
 def test_the_network_alone_can_be_served_from_a_fused_bundle(fused_dir: Path) -> None:
     alone = OnnxPredictor(fused_dir, threads=1, fused=False)
     (scores,) = alone.scores(["Paciente con apendicitis aguda y fiebre."])

@@ -14,6 +14,8 @@ at full decoding then. `--transformer` adds a PLM-ICD-size transformer (RoBERTa-
 configuration, random weights, nothing downloaded; `inference_latency.PlmIcdReference`) to the
 same passes, reading as many tokens per note as the bundle's tokenizer gives it, and a column of
 how many times slower it is than each path (issue 11: >= 50x the served path). Needs torch.
+`--batch 16` also times each path on the same notes in requests of 16 (in note order), in the
+same passes, and reports the time per note against batch 1 over the same notes.
 """
 
 from __future__ import annotations
@@ -47,20 +49,20 @@ TRANSFORMER = "PLM-ICD-size transformer"
 
 def served_paths(model: Path, threads: int, sizes: list[int]) -> dict[str, OnnxPredictor]:
     """The network alone first (the ratios' base), then the fused model; with `sizes`, both at
-    full decoding and then at each S."""
+    full decoding and then at each S. Each with the runtime's own batch size, as served."""
     if not sizes:
         return {
-            "network alone": OnnxPredictor(model, threads, 1, fused=False),
-            "fused": OnnxPredictor(model, threads, 1),
+            "network alone": OnnxPredictor(model, threads, fused=False),
+            "fused": OnnxPredictor(model, threads),
         }
     every = load_bundle(model).metadata.n_network_codes
     paths = {}
     for size in (every, *sizes):
         label = "full decoding" if size == every else f"S = {size}"
         paths[f"network alone, {label}"] = OnnxPredictor(
-            model, threads, 1, fused=False, shortlist_size=size
+            model, threads, fused=False, shortlist_size=size
         )
-        paths[f"fused, {label}"] = OnnxPredictor(model, threads, 1, shortlist_size=size)
+        paths[f"fused, {label}"] = OnnxPredictor(model, threads, shortlist_size=size)
     return paths
 
 
@@ -127,6 +129,35 @@ def timed_rounds(
     return {name: [statistics.median(times) for times in per_note[name]] for name in names}
 
 
+def batch_calls(
+    predictors: dict[str, OnnxPredictor], notes: list[str], top_k: int, size: int
+) -> dict[str, list[Callable[[], object]]]:
+    """Per path, one call per request of `size` notes (whole requests only, in note order)."""
+    groups = [notes[i : i + size] for i in range(0, len(notes) - size + 1, size)]
+    return {
+        f"{name}, batch {size}": [
+            partial(predictor.predict, group, top_k=top_k) for group in groups
+        ]
+        for name, predictor in predictors.items()
+    }
+
+
+def batch_table(timings: dict[str, list[float]], paths: list[str], size: int) -> str:
+    """Per path, ms per note at batch 1 and at batch `size` over the notes of whole requests:
+    the sum of each call's median, over the notes it coded."""
+    rows = []
+    for name in paths:
+        groups = timings[f"{name}, batch {size}"]
+        n_notes = size * len(groups)
+        single = sum(timings[name][:n_notes]) / n_notes
+        batched = sum(groups) / n_notes
+        rows.append(
+            [name, str(n_notes), f"{single:.2f}", f"{batched:.2f}", f"{batched / single:.2f}x"]
+        )
+    headers = ["served path", "notes", "batch 1 ms per note", f"batch {size} ms per note", "ratio"]
+    return markdown_table(headers, rows)
+
+
 def ratio_column(timings: dict[str, list[float]], name: str) -> str:
     """How many times slower the transformer is than path `name`: the ratio of the p50s, then
     the median of the per-note ratios (the same notes, the same passes)."""
@@ -163,6 +194,7 @@ def main() -> None:
     )
     parser.add_argument("--transformer-layers", type=int, default=12, help="12: roberta-base")
     parser.add_argument("--transformer-hidden", type=int, default=768, help="768: roberta-base")
+    parser.add_argument("--batch", type=int, default=0, help="also time requests of this size")
     args = parser.parse_args()
 
     notes = load_notes("codiesp", args.path, args.split, lang=args.lang, codes=args.codes)
@@ -177,13 +209,16 @@ def main() -> None:
         predictor.warm_up()
     facts = machine_facts(["onnxruntime", "numpy", *(["torch"] if args.transformer else [])])
     calls = served_calls(predictors, notes, args.top_k)
+    if args.batch > 1:
+        calls |= batch_calls(predictors, notes, args.top_k, args.batch)
     if args.transformer:
         calls[TRANSFORMER], described = transformer_calls(
             next(iter(predictors.values())), notes, args
         )
         facts.append(("transformer", described))
     timings = timed_rounds(calls, args.rounds)
-    summaries = {name: summarize(values) for name, values in timings.items()}
+    single = [name for name in timings if not name.endswith(f", batch {args.batch}")]
+    summaries = {name: summarize(timings[name]) for name in single}
     base = next(iter(summaries.values())).p50
     rows = [
         [name, str(s.n), fmt_ms(s.p50), fmt_ms(s.p95), fmt_ms(s.mean), f"{s.p50 / base:.2f}x"]
@@ -199,6 +234,7 @@ def main() -> None:
             f"`{command_line()}`",
             facts_list(facts),
             markdown_table(headers, rows),
+            batch_table(timings, list(predictors), args.batch) if args.batch > 1 else "",
             busy_warning(),
         )
         if part

@@ -60,6 +60,22 @@ def test_fusion_latency_times_the_transformer_on_the_same_notes(
     assert "1 layers, 64 hidden" in done.stdout
 
 
+def test_fusion_latency_times_requests_of_several_notes(
+    fused_shortlist_bundle: Path, codiesp: Path
+) -> None:
+    args = ["--model", str(fused_shortlist_bundle), "--path", str(codiesp), "--limit", "5"]
+    done = run_script("fusion_latency.py", *args, "--batch", "2", "--rounds", "1")
+    assert done.returncode == 0, done.stderr
+    assert [row[0] for row in table_rows(done.stdout, "served path")] == ["network alone", "fused"]
+    rows = table_rows(done.stdout, "served path", which=1)
+    assert [row[:2] for row in rows] == [["network alone", "4"], ["fused", "4"]]  # 2 requests
+    for row in rows:
+        single, batched, ratio = float(row[2]), float(row[3]), float(row[4].rstrip("x"))
+        assert (
+            single > 0 and batched > 0 and ratio == pytest.approx(batched / single, rel=0.05)
+        )  # shown rounded
+
+
 def test_shortlist_quality_reports_one_row_per_s(
     fused_shortlist_bundle: Path, codiesp: Path
 ) -> None:

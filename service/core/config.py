@@ -116,7 +116,10 @@ class Settings(BaseSettings):
         default=10, ge=1, le=1000, description="codes returned when top_k unset"
     )
     inference_threads: int | None = Field(
-        default=None, ge=1, description="ONNX Runtime intra-op threads (unset: one per core)"
+        default=None,
+        ge=1,
+        description="cores one inference uses: ONNX Runtime intra-op threads, one fewer with a "
+        "fused bundle, whose fusion runs on its own thread beside the graph (unset: every core)",
     )
     max_concurrent_inferences: int = Field(
         default=2, ge=1, description="inferences run at once; further requests wait"

@@ -443,8 +443,9 @@ class OnnxPredictor:
         if not notes:
             return np.zeros((0, len(self._codes)), dtype=np.float32)
         proposals = self._proposals(note_texts)
+        forced = self._forced(proposals)  # before the fusion thread wants the GIL
         fused = self._start_fusion(note_texts, proposals)
-        run = self._run(notes, self._forced(proposals), with_attention=False)
+        run = self._run(notes, forced, with_attention=False)
         return self._probabilities(run.logits, fused())
 
     def shortlists(self, texts: Sequence[str]) -> ShortlistRun:
@@ -487,8 +488,9 @@ class OnnxPredictor:
         if not notes:
             return []
         proposals = self._proposals(note_texts)
+        forced = self._forced(proposals)  # before the fusion thread wants the GIL
         pending = self._start_fusion(note_texts, proposals)
-        run = self._run(notes, self._forced(proposals), with_attention=True)
+        run = self._run(notes, forced, with_attention=True)
         fused = pending()
         probabilities = self._probabilities(run.logits, fused)  # (N, C)
         predictions: list[list[CodePrediction]] = []

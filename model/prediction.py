@@ -19,6 +19,29 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * logits.astype(np.float64)))).astype(np.float32)
 
 
+def best_first(scores: np.ndarray, k: int | None = None) -> np.ndarray:
+    """Indices of the `k` best scores (all when None), best first, ties by lower index.
+
+    Equal to `np.argsort(-scores, kind="stable")[:k]` without sorting every code: a label space
+    of tens of thousands of codes (catalogue codes) costs a partition, not a full sort. Most of
+    such a label space shares the lowest score (no branch proposes those codes), and numpy's
+    partition degrades on many equal values (7.7 ms against 0.55 ms over 91,000 codes), so only
+    the codes above the lowest score are partitioned."""
+    n = len(scores)
+    if k is None or k >= n:
+        return np.argsort(-scores, kind="stable")
+    lowest = scores.min()
+    higher = np.flatnonzero(scores > lowest)
+    if len(higher) < k:  # every higher code, then the lowest ones by index
+        ranked = higher[np.lexsort((higher, -scores[higher]))]
+        return np.concatenate([ranked, np.flatnonzero(scores == lowest)[: k - len(higher)]])
+    kth = np.partition(scores[higher], len(higher) - k)[len(higher) - k]  # the k-th largest
+    above = np.flatnonzero(scores > kth)
+    tied = np.flatnonzero(scores == kth)[: k - len(above)]  # lower indices first
+    chosen = np.concatenate([above, tied])
+    return chosen[np.lexsort((chosen, -scores[chosen]))]
+
+
 HighlightSource = Literal["lexicon", "attention"]
 
 

@@ -6,12 +6,9 @@ batching, sigmoid scores, thresholds, ranking and highlights. It never imports t
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,8 @@ import onnxruntime as ort
 
 from model.batching import length_batches
 from model.bundle import Bundle, BundleError, BundleMetadata, load_bundle
-from model.fusion import CandidateScores, FusedScorer, NoteProposals, NoteSignals
+from model.fusion import FusedScorer, NoteProposals
+from model.fusion_thread import FusionThread, NoteFusion, usable_cores
 from model.highlights import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MIN_RATIO,
@@ -28,7 +26,7 @@ from model.highlights import (
     word_spans,
 )
 from model.metadata import GRAPH_INPUTS, GRAPH_OUTPUTS, SHORTLIST_INPUTS, SHORTLIST_OUTPUTS
-from model.prediction import CodePrediction, Highlight, sigmoid
+from model.prediction import CodePrediction, Highlight, best_first, sigmoid
 from model.thresholds import Thresholds
 from model.tokenizer import NoteTokenizer, TokenizedNote
 
@@ -39,38 +37,6 @@ from model.tokenizer import NoteTokenizer, TokenizedNote
 DECODER_CELLS_PER_CALL = 4_194_304
 # Short and bilingual, like the notes served; it exercises tokenizer, graph and highlights.
 WARM_UP_NOTE = "Patient admitted with fever and cough. Paciente con fiebre y tos."
-# Calls whose fusion work runs beside their graph at once (`OnnxPredictor`); more wait their turn.
-FUSION_WORKERS = 8
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity where the system tells it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def best_first(scores: np.ndarray, k: int | None = None) -> np.ndarray:
-    """Indices of the `k` best scores (all when None), best first, ties by lower index.
-
-    Equal to `np.argsort(-scores, kind="stable")[:k]` without sorting every code: a label space
-    of tens of thousands of codes (catalogue codes) costs a partition, not a full sort. Most of
-    such a label space shares the lowest score (no branch proposes those codes), and numpy's
-    partition degrades on many equal values (7.7 ms against 0.55 ms over 91,000 codes), so only
-    the codes above the lowest score are partitioned."""
-    n = len(scores)
-    if k is None or k >= n:
-        return np.argsort(-scores, kind="stable")
-    lowest = scores.min()
-    higher = np.flatnonzero(scores > lowest)
-    if len(higher) < k:  # every higher code, then the lowest ones by index
-        ranked = higher[np.lexsort((higher, -scores[higher]))]
-        return np.concatenate([ranked, np.flatnonzero(scores == lowest)[: k - len(higher)]])
-    kth = np.partition(scores[higher], len(higher) - k)[len(higher) - k]  # the k-th largest
-    above = np.flatnonzero(scores > kth)
-    tied = np.flatnonzero(scores == kth)[: k - len(above)]  # lower indices first
-    chosen = np.concatenate([above, tied])
-    return chosen[np.lexsort((chosen, -scores[chosen]))]
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
@@ -93,15 +59,6 @@ class ShortlistRun:
     first_stage: np.ndarray  # (N, C_network) float32: the first stage's logits
     decoded: list[np.ndarray]  # per note, the network columns the decoder ran for (int64)
     forced: list[np.ndarray]  # per note, the columns the runtime forced in (int64, ascending)
-
-
-@dataclass(frozen=True)
-class _NoteFusion:
-    """The fusion's work on one note that does not wait for the graph: everything its branches
-    read, and its candidates' probabilities unless the combiner reads the network's logits."""
-
-    signals: NoteSignals
-    candidates: CandidateScores | None
 
 
 @dataclass(frozen=True)
@@ -128,10 +85,8 @@ class OnnxPredictor:
     `threads` is how many cores one call may use (None: ONNX Runtime's default, one intra-op
     thread per physical core, for a bundle without fusion; every usable core with fusion). A fused
     bundle on two or more threads reads the note's context, evidence spans and combiner on one of
-    them while the graph runs on the others: the graph releases the GIL, and the fusion's Python
-    needs about as long as the graph on one thread (D-en demo, 2 cores: 15.4 -> 11.1 ms per note).
-    The fusion runs in a worker thread, not the graph: the caller must get the GIL back as soon as
-    the graph is done, which a worker busy in Python would hold for up to the switch interval.
+    them while the graph runs on the others (`model.fusion_thread`): the fusion's Python needs
+    about as long as the graph on one thread (D-en demo, 2 cores: 15.4 -> 11.1 ms per note).
     `shortlist_size` overrides the bundle's S (codes decoded per note) for a bundle with a
     shortlist, so one bundle can be served, and measured, at several S (>= the number of
     network codes: full decoding). Safe to call from several threads at once: the session and
@@ -172,11 +127,6 @@ class OnnxPredictor:
         cores = threads if threads is not None or not fused_bundle else usable_cores()
         overlap = fused_bundle and cores is not None and cores >= 2
         graph_threads = cores - 1 if overlap and cores is not None else cores
-        self._fusion_pool = (
-            ThreadPoolExecutor(FUSION_WORKERS, thread_name_prefix="plant-icd-fusion")
-            if overlap
-            else None
-        )
         options = ort.SessionOptions()
         if graph_threads is not None:
             options.intra_op_num_threads = graph_threads
@@ -208,7 +158,9 @@ class OnnxPredictor:
         # `context_rules=False` reads no negation/uncertainty/family context (both for ablations
         # and latency comparisons; without fusion, codes only the fusion knows score 0).
         self._fusion = (
-            FusedScorer(self._bundle, context_rules=context_rules) if fused_bundle else None
+            FusionThread(FusedScorer(self._bundle, context_rules=context_rules), own_thread=overlap)
+            if fused_bundle
+            else None
         )
         self._shortlist_size, self._always = self._shortlist_settings(metadata, shortlist_size)
         self._ready = False
@@ -313,7 +265,7 @@ class OnnxPredictor:
     def fusion_thread(self) -> bool:
         """Whether the fusion's work runs on its own thread beside the graph (a fused bundle on
         two or more threads)."""
-        return self._fusion_pool is not None
+        return self._fusion is not None and self._fusion.own_thread
 
     @property
     def shortlist_size(self) -> int | None:
@@ -339,47 +291,30 @@ class OnnxPredictor:
             tokens = min(tokens, self._max_batch_tokens)
         return length_batches(lengths, self._batch_size, tokens, self._window)
 
-    def _proposals(self, texts: Sequence[str]) -> list[NoteProposals | None]:
-        """What names each note's fusion candidates (None without fusion)."""
+    def _begin_fusion(
+        self, texts: Sequence[str]
+    ) -> tuple[list[np.ndarray], Callable[[], Sequence[NoteFusion] | None]]:
+        """Per note the columns the graph must decode (`_forced`), and a call that waits for the
+        fusion's work on the notes (`FusionThread.start`: on its own thread where there is one,
+        started here). Without fusion: no work."""
         if self._fusion is None:
-            return [None] * len(texts)
-        return [self._fusion.proposals(text) for text in texts]
+            return self._forced(None, len(texts)), lambda: None
+        proposals = self._fusion.proposals(texts)
+        forced = self._forced(proposals, len(texts))  # before the fusion thread wants the GIL
+        return forced, self._fusion.start(texts, proposals)
 
-    def _forced(self, proposals: Sequence[NoteProposals | None]) -> list[np.ndarray]:
+    def _forced(self, proposals: Sequence[NoteProposals] | None, n_notes: int) -> list[np.ndarray]:
         """Per note, the network columns decoded whatever the first stage says (int64,
         ascending): codes above the bundle's training-prior floor, and the fusion's lexicon and
-        neighbour candidates."""
+        neighbour candidates (named by each note's `proposals`)."""
         forced = []
-        for note_proposals in proposals:
+        for index in range(n_notes):
             columns = self._always
-            if note_proposals is not None and self._fusion is not None:
-                columns = np.union1d(columns, self._fusion.candidate_columns(note_proposals))
+            if proposals is not None and self._fusion is not None:
+                named = self._fusion.scorer.candidate_columns(proposals[index])
+                columns = np.union1d(columns, named)
             forced.append(columns.astype(np.int64))
         return forced
-
-    def _start_fusion(
-        self, texts: Sequence[str], proposals: Sequence[NoteProposals | None]
-    ) -> Callable[[], list[_NoteFusion | None]]:
-        """Start the fusion's work on the notes that does not need the graph; the returned call
-        waits for it. On the fusion's own thread where this predictor has one, else done when
-        called."""
-        work = partial(self._fuse, list(texts), list(proposals))
-        if self._fusion_pool is None:
-            return work
-        return self._fusion_pool.submit(work).result
-
-    def _fuse(
-        self, texts: Sequence[str], proposals: Sequence[NoteProposals | None]
-    ) -> list[_NoteFusion | None]:
-        fusion = self._fusion
-        if fusion is None:
-            return [None] * len(texts)
-        done: list[_NoteFusion | None] = []
-        for text, note_proposals in zip(texts, proposals, strict=True):
-            signals = fusion.signals(text, note_proposals)
-            ahead = None if fusion.needs_logits else fusion.candidate_scores(signals)
-            done.append(_NoteFusion(signals, ahead))
-        return done
 
     def _feed(
         self, notes: Sequence[TokenizedNote], members: np.ndarray, forced: Sequence[np.ndarray]
@@ -442,11 +377,9 @@ class OnnxPredictor:
         notes = self.tokenize(note_texts)
         if not notes:
             return np.zeros((0, len(self._codes)), dtype=np.float32)
-        proposals = self._proposals(note_texts)
-        forced = self._forced(proposals)  # before the fusion thread wants the GIL
-        fused = self._start_fusion(note_texts, proposals)
+        forced, pending = self._begin_fusion(note_texts)
         run = self._run(notes, forced, with_attention=False)
-        return self._probabilities(run.logits, fused())
+        return self._probabilities(run.logits, pending())
 
     def shortlists(self, texts: Sequence[str]) -> ShortlistRun:
         """What two-stage decoding does with `texts` at this predictor's S: the first stage's
@@ -456,26 +389,21 @@ class OnnxPredictor:
             raise ValueError(f"bundle {self.name} has no shortlist: it decodes every code")
         note_texts = check_texts(texts)
         notes = self.tokenize(note_texts)
-        forced = self._forced(self._proposals(note_texts))
+        proposals = None if self._fusion is None else self._fusion.proposals(note_texts)
+        forced = self._forced(proposals, len(note_texts))
         if not notes:
             return ShortlistRun(np.zeros((0, self._n_network), np.float32), [], [])
         run = self._run(notes, forced, with_attention=False, with_shortlist=True)
         assert run.first_stage is not None
         return ShortlistRun(run.first_stage, run.decoded, forced)
 
-    def _probabilities(self, logits: np.ndarray, fused: Sequence[_NoteFusion | None]) -> np.ndarray:
+    def _probabilities(self, logits: np.ndarray, fused: Sequence[NoteFusion] | None) -> np.ndarray:
         """Scores float32 (N, C) from the network's logits (N, C_network), fused where the bundle
         has a fused model (`fused`: the fusion's work on each note)."""
+        if self._fusion is not None and fused is not None:
+            return self._fusion.probabilities(logits, fused)
         scores = np.zeros((len(logits), len(self._codes)), dtype=np.float32)  # (N, C)
-        if self._fusion is None:
-            scores[:, : self._n_network] = sigmoid(logits)
-            return scores
-        for row, (note_logits, note) in enumerate(zip(logits, fused, strict=True)):
-            assert note is not None  # a fused predictor fuses every note
-            candidates = note.candidates
-            if candidates is None:  # the combiner reads the network: scored now
-                candidates = self._fusion.candidate_scores(note.signals, note_logits)
-            scores[row] = self._fusion.place(candidates, note_logits)
+        scores[:, : self._n_network] = sigmoid(logits)
         return scores
 
     def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[list[CodePrediction]]:
@@ -487,15 +415,14 @@ class OnnxPredictor:
         notes = self.tokenize(note_texts)
         if not notes:
             return []
-        proposals = self._proposals(note_texts)
-        forced = self._forced(proposals)  # before the fusion thread wants the GIL
-        pending = self._start_fusion(note_texts, proposals)
+        forced, pending = self._begin_fusion(note_texts)
         run = self._run(notes, forced, with_attention=True)
         fused = pending()
         probabilities = self._probabilities(run.logits, fused)  # (N, C)
+        per_note: Sequence[NoteFusion | None] = [None] * len(notes) if fused is None else fused
         predictions: list[list[CodePrediction]] = []
         for text, note, note_probabilities, evidence, note_fusion in zip(
-            note_texts, notes, probabilities, run.attention, fused, strict=True
+            note_texts, notes, probabilities, run.attention, per_note, strict=True
         ):
             ranking = best_first(note_probabilities, top_k)
             matched: dict[str, list[Highlight]] = {}

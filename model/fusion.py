@@ -90,20 +90,10 @@ class NoteSignals:
 
 @dataclass(frozen=True)
 class CandidateScores:
-    """The combiner's answer for one note: its candidates, their label-space columns and
-    probabilities."""
+    """The combiner's answer for one note: its candidates' label-space columns and probabilities."""
 
-    codes: list[str]
     columns: np.ndarray  # (K,) int64
     probabilities: np.ndarray  # (K,) float32
-
-    def best(self, k: int) -> set[str]:
-        """The candidates that can be among a ranking's best `k`: those at least as probable as
-        the k-th most probable (ties included). Every other code ranks below every candidate."""
-        if k >= len(self.codes):
-            return set(self.codes)
-        kth = np.partition(self.probabilities, len(self.codes) - k)[len(self.codes) - k]
-        return {code for code, p in zip(self.codes, self.probabilities, strict=True) if p >= kth}
 
 
 def _source_features(pairs: Sequence[tuple[Match, MentionLink]], code_notes: int) -> list[float]:
@@ -382,7 +372,7 @@ class FusedScorer:
                 if column < self._n_network
             }
         rows = self._builder.rows(signals, candidates, network)
-        return CandidateScores(candidates, columns, sigmoid(self._combiner.margins(rows)))
+        return CandidateScores(columns, sigmoid(self._combiner.margins(rows)))
 
     def place(self, candidates: CandidateScores, logits: np.ndarray) -> np.ndarray:
         """Probabilities float32 (C,) over the label space: the candidates' own, every other

@@ -19,8 +19,6 @@ from functools import partial
 import numpy as np
 
 from model.fusion import CandidateScores, FusedScorer, NoteProposals, NoteSignals
-from model.highlights import word_spans
-from model.prediction import Highlight
 
 # Calls whose fusion work runs beside their graph at once; more wait their turn.
 FUSION_WORKERS = 8
@@ -36,14 +34,10 @@ def usable_cores() -> int:
 @dataclass(frozen=True)
 class NoteFusion:
     """The fusion's work on one note that does not wait for the graph: everything its branches
-    read, and its candidates' probabilities unless the combiner reads the network's logits. For
-    a ranking also the note's word spans (what attention highlights snap to) and, where it can be
-    known before the graph, the lexicon evidence of every code the ranking can show."""
+    read, and its candidates' probabilities unless the combiner reads the network's logits."""
 
     signals: NoteSignals
     candidates: CandidateScores | None
-    words: list[tuple[int, int]] | None = None
-    evidence: dict[str, list[Highlight]] | None = None
 
 
 class FusionThread:
@@ -66,43 +60,22 @@ class FusionThread:
         return [self.scorer.proposals(text) for text in texts]
 
     def start(
-        self,
-        texts: Sequence[str],
-        proposals: Sequence[NoteProposals],
-        *,
-        ranking: bool = False,
-        top_k: int | None = None,
+        self, texts: Sequence[str], proposals: Sequence[NoteProposals]
     ) -> Callable[[], list[NoteFusion]]:
         """Start the work on the notes that does not need the graph; the returned call waits
-        for it (on the worker thread where there is one, else it does the work). `ranking`: the
-        call shows the best `top_k` codes (None: all) with their evidence."""
-        work = partial(self._fuse, list(texts), list(proposals), ranking, top_k)
+        for it (on the worker thread where there is one, else it does the work)."""
+        work = partial(self._fuse, list(texts), list(proposals))
         if self._pool is None:
             return work
         return self._pool.submit(work).result
 
-    def _fuse(
-        self,
-        texts: Sequence[str],
-        proposals: Sequence[NoteProposals],
-        ranking: bool,
-        top_k: int | None,
-    ) -> list[NoteFusion]:
+    def _fuse(self, texts: Sequence[str], proposals: Sequence[NoteProposals]) -> list[NoteFusion]:
         scorer = self.scorer
         done = []
         for text, note_proposals in zip(texts, proposals, strict=True):
             signals = scorer.signals(text, note_proposals)
             ahead = None if scorer.needs_logits else scorer.candidate_scores(signals)
-            if not ranking:
-                done.append(NoteFusion(signals, ahead))
-                continue
-            # Lexicon evidence names only candidates, and candidates rank above every other
-            # code, so the best candidates are all the codes that can show lexicon evidence.
-            evidence = None
-            if top_k is None or ahead is not None:
-                shown = None if top_k is None or ahead is None else ahead.best(top_k)
-                evidence = FusedScorer.evidence(signals, text, shown)
-            done.append(NoteFusion(signals, ahead, word_spans(text), evidence))
+            done.append(NoteFusion(signals, ahead))
         return done
 
     def probabilities(self, logits: np.ndarray, fused: Sequence[NoteFusion]) -> np.ndarray:

@@ -292,16 +292,16 @@ class OnnxPredictor:
         return length_batches(lengths, self._batch_size, tokens, self._window)
 
     def _begin_fusion(
-        self, texts: Sequence[str], *, ranking: bool = False, top_k: int | None = None
+        self, texts: Sequence[str]
     ) -> tuple[list[np.ndarray], Callable[[], Sequence[NoteFusion] | None]]:
         """Per note the columns the graph must decode (`_forced`), and a call that waits for the
         fusion's work on the notes (`FusionThread.start`: on its own thread where there is one,
-        started here; `ranking` and `top_k` as there). Without fusion: no work."""
+        started here). Without fusion: no work."""
         if self._fusion is None:
             return self._forced(None, len(texts)), lambda: None
         proposals = self._fusion.proposals(texts)
         forced = self._forced(proposals, len(texts))  # before the fusion thread wants the GIL
-        return forced, self._fusion.start(texts, proposals, ranking=ranking, top_k=top_k)
+        return forced, self._fusion.start(texts, proposals)
 
     def _forced(self, proposals: Sequence[NoteProposals] | None, n_notes: int) -> list[np.ndarray]:
         """Per note, the network columns decoded whatever the first stage says (int64,
@@ -415,7 +415,7 @@ class OnnxPredictor:
         notes = self.tokenize(note_texts)
         if not notes:
             return []
-        forced, pending = self._begin_fusion(note_texts, ranking=True, top_k=top_k)
+        forced, pending = self._begin_fusion(note_texts)
         run = self._run(notes, forced, with_attention=True)
         fused = pending()
         probabilities = self._probabilities(run.logits, fused)  # (N, C)
@@ -426,14 +426,12 @@ class OnnxPredictor:
         ):
             ranking = best_first(note_probabilities, top_k)
             matched: dict[str, list[Highlight]] = {}
-            if note_fusion is not None and note_fusion.evidence is not None:
-                matched = note_fusion.evidence  # found beside the graph
-            elif note_fusion is not None:
+            if note_fusion is not None:
                 # Only the codes shown: most matches name codes far down the ranking.
                 shown = None if top_k is None else {self._codes[c] for c in ranking.tolist()}
                 matched = FusedScorer.evidence(note_fusion.signals, text, shown)
             attention_row = {int(code): k for k, code in enumerate(evidence.top_codes.tolist())}
-            words = note_fusion.words if note_fusion and note_fusion.words else word_spans(text)
+            words = word_spans(text)  # once per note, not per code
             ranked: list[CodePrediction] = []
             for rank, code_index in enumerate(ranking.tolist(), start=1):
                 score = float(note_probabilities[code_index])

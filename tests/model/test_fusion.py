@@ -7,7 +7,7 @@ import pytest
 
 from model.bundle import BundleError, load_bundle
 from model.context import ContextFlags
-from model.fusion import CandidateScores, FusedScorer, NoteSignals
+from model.fusion import FusedScorer, NoteSignals
 from model.lexicon import Match, MentionLink
 from model.runtime import OnnxPredictor
 from tests.model.bundle_factory import FUSION_ONLY_CODES, add_fusion, build_tiny_bundle
@@ -118,30 +118,6 @@ def test_the_fusion_thread_beside_the_graph_changes_no_answer(
     assert lexicon == [
         [[h for h in spans if h[2] == "lexicon"] for _, spans in n] for n in expected_shown
     ]
-
-
-def test_the_best_candidates_include_every_tie_at_the_kth() -> None:
-    probabilities = np.array([0.2, 0.9, 0.5, 0.5, 0.1], dtype=np.float32)
-    scores = CandidateScores(["A", "B", "C", "D", "E"], np.arange(5), probabilities)
-    assert scores.best(1) == {"B"}
-    assert scores.best(2) == {"B", "C", "D"}  # C and D tie for second place
-    assert scores.best(5) == scores.best(9) == {"A", "B", "C", "D", "E"}
-
-
-@pytest.mark.parametrize("top_k", [1, 2, None])
-def test_evidence_found_beside_the_graph_is_that_of_the_codes_shown(
-    fused_dir: Path, top_k: int | None
-) -> None:
-    """The fusion thread finds the lexicon evidence before the ranking exists, for the best
-    candidates; it must be what the codes shown would get once ranked."""
-    text = "El paciente niega fiebre. Refiere tos y apendicitis aguda."
-    (ranked,) = OnnxPredictor(fused_dir, threads=2).predict([text], top_k=top_k)
-    scorer = FusedScorer(load_bundle(fused_dir))
-    expected = FusedScorer.evidence(scorer.signals(text), text, {p.code for p in ranked})
-    assert any(expected.values())
-    for prediction in ranked:
-        lexicon = [h for h in prediction.highlights if h.source == "lexicon"]
-        assert lexicon == expected.get(prediction.code, [])
 
 
 def test_a_combiner_reading_the_network_needs_the_logits(tmp_path: Path) -> None:

@@ -86,7 +86,8 @@ class OnnxPredictor:
     thread per physical core, for a bundle without fusion; every usable core with fusion). A fused
     bundle on two or more threads reads the note's context, evidence spans and combiner on one of
     them while the graph runs on the others (`model.fusion_thread`): the fusion's Python needs
-    about as long as the graph on one thread (D-en demo, 2 cores: 15.4 -> 11.1 ms per note).
+    about as long as the graph on one thread (D-en int8 demo on 2 cores, without highlights:
+    15.4 -> 11.1 ms per note; docs/BENCHMARKS.md has the served path).
     `shortlist_size` overrides the bundle's S (codes decoded per note) for a bundle with a
     shortlist, so one bundle can be served, and measured, at several S (>= the number of
     network codes: full decoding). Safe to call from several threads at once: the session and

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.fusion_thread import usable_cores
 from training.corpora import load_corpus
 
 DEFAULT_CORPUS_PATH = "../shared/codiesp"
@@ -129,7 +130,7 @@ def busy_warning() -> str | None:
 
 def machine_facts(packages: Sequence[str]) -> list[tuple[str, str]]:
     """CPU, cores usable by this process, load, OS and package versions."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cores()
     versions = ", ".join(f"{name} {_version(name)}" for name in packages)
     return [
         ("date (UTC)", datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")),

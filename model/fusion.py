@@ -309,6 +309,11 @@ class FusedScorer:
         self._uses_network = bool(info["uses_network"])
 
     @property
+    def n_codes(self) -> int:
+        """The label space's size: every code `place` scores."""
+        return len(self._codes)
+
+    @property
     def needs_logits(self) -> bool:
         """Whether scoring a note's candidates waits for the network: a combiner that reads its
         logit, or candidates taken from its top codes. Otherwise the runtime scores them while
@@ -339,15 +344,6 @@ class FusedScorer:
             codes = codes[:NEIGHBOUR_ATTENTION_CODES]
         columns = [self._index.get(code, -1) for code in codes]
         return np.array(sorted(c for c in columns if 0 <= c < self._n_network), dtype=np.int64)
-
-    def score(
-        self, text: str, logits: np.ndarray, signals: NoteSignals | None = None
-    ) -> tuple[np.ndarray, NoteSignals]:
-        """Probabilities float32 (C,) for one note from its network logits (C_network,);
-        `signals` where the caller has read the note already (`signals`)."""
-        if signals is None:
-            signals = self._builder.signals(text)
-        return self.place(self.candidate_scores(signals, logits), logits), signals
 
     def candidate_scores(
         self, signals: NoteSignals, logits: np.ndarray | None = None

@@ -81,10 +81,10 @@ class FusionThread:
     def probabilities(self, logits: np.ndarray, fused: Sequence[NoteFusion]) -> np.ndarray:
         """Scores float32 (N, C) over the label space from the network's logits (N, C_network)
         and the fusion's work on each note."""
-        rows = []
-        for note_logits, note in zip(logits, fused, strict=True):
+        scores = np.zeros((len(logits), self.scorer.n_codes), dtype=np.float32)  # (N, C)
+        for row, (note_logits, note) in enumerate(zip(logits, fused, strict=True)):
             candidates = note.candidates
             if candidates is None:  # the combiner reads the network: scored now
                 candidates = self.scorer.candidate_scores(note.signals, note_logits)
-            rows.append(self.scorer.place(candidates, note_logits))
-        return np.stack(rows).astype(np.float32, copy=False)
+            scores[row] = self.scorer.place(candidates, note_logits)
+        return scores

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.fusion_thread import usable_cores
+from model.overlap import usable_cores
 from training.corpora import load_corpus
 
 DEFAULT_CORPUS_PATH = "../shared/codiesp"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.runtime import OnnxPredictor, sigmoid
+from model.runtime import OnnxPredictor
 from training.corpora.codiesp import locate_codiesp
 from training.datasets import CorpusSpec
 from training.evaluate import gold_matrix
@@ -30,14 +30,14 @@ def main() -> None:
     args = parser.parse_args()
     spec = CorpusSpec("codiesp", str(locate_codiesp(args.path)), lang=args.lang, codes=args.codes)
     dev = spec.load("dev")
-    predictor = OnnxPredictor(args.model)
+    predictor = OnnxPredictor(args.model, fused=False)  # the sigmoid of the network's logits
     metadata = predictor.metadata
     network_codes = list(predictor.codes)[: metadata.n_network_codes]
-    logits, _ = predictor._run(predictor.tokenize([doc.text for doc in dev]), False)
+    network_scores = predictor.scores([doc.text for doc in dev])[:, : len(network_codes)]
     unknown = sorted({c for doc in dev for c in doc.codes} - set(network_codes))
     label_space = network_codes + unknown
     scores = np.full((len(dev), len(label_space)), -1.0, dtype=np.float32)
-    scores[:, : len(network_codes)] = sigmoid(logits)
+    scores[:, : len(network_codes)] = network_scores
     counts = list(metadata.train_code_counts[: len(network_codes)]) + [0] * len(unknown)
     report = evaluate_all(
         gold_matrix(dev, label_space),

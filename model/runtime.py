@@ -7,8 +7,8 @@ batching, sigmoid scores, thresholds, ranking and highlights. It never imports t
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,6 @@ import onnxruntime as ort
 from model.batching import length_batches
 from model.bundle import Bundle, BundleError, BundleMetadata, load_bundle
 from model.fusion import FusedScorer, NoteProposals
-from model.fusion_thread import FusionThread, NoteFusion, usable_cores
 from model.highlights import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MIN_RATIO,
@@ -26,6 +25,7 @@ from model.highlights import (
     word_spans,
 )
 from model.metadata import GRAPH_INPUTS, GRAPH_OUTPUTS, SHORTLIST_INPUTS, SHORTLIST_OUTPUTS
+from model.overlap import GraphThread, NoteFusion, RuntimeFusion, usable_cores
 from model.prediction import CodePrediction, Highlight, best_first, sigmoid
 from model.thresholds import Thresholds
 from model.tokenizer import NoteTokenizer, TokenizedNote
@@ -37,6 +37,10 @@ from model.tokenizer import NoteTokenizer, TokenizedNote
 DECODER_CELLS_PER_CALL = 4_194_304
 # Short and bilingual, like the notes served; it exercises tokenizer, graph and highlights.
 WARM_UP_NOTE = "Patient admitted with fever and cough. Paciente con fiebre y tos."
+# Notes per graph call where the graph runs on its own thread beside the fusion (`_coded`): small
+# enough that a request's first call starts soon and its last hands back little, large enough
+# to keep the graph's batching (figures in docs/BENCHMARKS.md).
+PIPELINE_NOTES = 4
 
 
 def check_texts(texts: Sequence[str]) -> list[str]:
@@ -69,14 +73,56 @@ class _NoteAttention:
     top_attention: np.ndarray  # (K, T_note) float32
 
 
-@dataclass
-class _GraphRun:
-    """The graph's answers for some notes, in note order."""
+@dataclass(frozen=True)
+class _CodedCall:
+    """One graph call's notes coded: the graph's answers and the fusion's work, in call order."""
 
-    logits: np.ndarray  # (N, C_network) float32
-    attention: list[_NoteAttention] = field(default_factory=list)
-    decoded: list[np.ndarray] = field(default_factory=list)  # per note, the shortlist
-    first_stage: np.ndarray | None = None  # (N, C_network) float32, when fetched
+    members: np.ndarray  # (B,) int64, the notes' indices in the request
+    notes: list[TokenizedNote]
+    logits: np.ndarray  # (B, C_network) float32
+    attention: list[_NoteAttention]  # per note when fetched, else empty
+    fused: list[NoteFusion] | None  # per note, for a fused bundle
+    forced: list[np.ndarray]  # per note, the network columns decoded whatever the first stage
+    decoded: list[np.ndarray]  # per note with the shortlist fetched: the columns decoded
+    first_stage: np.ndarray | None  # (B, C_network) float32, when fetched
+
+
+@dataclass(frozen=True)
+class _PendingCall:
+    """A graph call started: what `done` needs to hand it back once its outputs are in."""
+
+    members: np.ndarray
+    notes: list[TokenizedNote]
+    forced: list[np.ndarray]
+    fetch: list[str]
+    outputs: Callable[[], list[object]]
+    fused: list[NoteFusion] | None
+
+    def done(self) -> _CodedCall:
+        results = dict(zip(self.fetch, self.outputs(), strict=True))
+        attention = []
+        if GRAPH_OUTPUTS[1] in results:
+            top_codes = np.asarray(results[GRAPH_OUTPUTS[1]], dtype=np.int64)  # (B, K)
+            top_attention = np.asarray(results[GRAPH_OUTPUTS[2]], dtype=np.float32)  # (B, K, T)
+            attention = [
+                # without the padding columns
+                _NoteAttention(top_codes[row], top_attention[row, :, : len(note)])
+                for row, note in enumerate(self.notes)
+            ]
+        first_stage, decoded = None, []
+        if SHORTLIST_OUTPUTS[0] in results:
+            first_stage = np.asarray(results[SHORTLIST_OUTPUTS[1]], dtype=np.float32)
+            decoded = list(np.asarray(results[SHORTLIST_OUTPUTS[0]], dtype=np.int64))  # (B, S) rows
+        return _CodedCall(
+            members=self.members,
+            notes=self.notes,
+            logits=np.asarray(results[GRAPH_OUTPUTS[0]], dtype=np.float32),
+            attention=attention,
+            fused=self.fused,
+            forced=self.forced,
+            decoded=decoded,
+            first_stage=first_stage,
+        )
 
 
 class OnnxPredictor:
@@ -84,8 +130,9 @@ class OnnxPredictor:
 
     `threads` is how many cores one call may use (None: ONNX Runtime's default, one intra-op
     thread per physical core, for a bundle without fusion; every usable core with fusion). A fused
-    bundle on two or more threads reads the note's context, evidence spans and combiner on one of
-    them while the graph runs on the others (`model.fusion_thread`): the fusion's Python needs
+    bundle on two or more threads runs the graph on the others, on a thread of its own, while the
+    calling thread reads the notes' context, evidence spans and combiner, and a request of
+    several notes is a pipeline of graph calls (`model.overlap`): the fusion's Python needs
     about as long as the graph on one thread (D-en int8 demo on 2 cores, without highlights:
     15.4 -> 11.1 ms per note; docs/BENCHMARKS.md has the served path).
     `shortlist_size` overrides the bundle's S (codes decoded per note) for a bundle with a
@@ -159,10 +206,11 @@ class OnnxPredictor:
         # `context_rules=False` reads no negation/uncertainty/family context (both for ablations
         # and latency comparisons; without fusion, codes only the fusion knows score 0).
         self._fusion = (
-            FusionThread(FusedScorer(self._bundle, context_rules=context_rules), own_thread=overlap)
+            RuntimeFusion(FusedScorer(self._bundle, context_rules=context_rules))
             if fused_bundle
             else None
         )
+        self._graph = GraphThread(self._session, own_thread=overlap)
         self._shortlist_size, self._always = self._shortlist_settings(metadata, shortlist_size)
         self._ready = False
         self._ready_lock = threading.Lock()
@@ -263,10 +311,10 @@ class OnnxPredictor:
         return self._bundle.metadata.precision
 
     @property
-    def fusion_thread(self) -> bool:
-        """Whether the fusion's work runs on its own thread beside the graph (a fused bundle on
-        two or more threads)."""
-        return self._fusion is not None and self._fusion.own_thread
+    def graph_thread(self) -> bool:
+        """Whether the graph runs on its own thread beside the fusion's Python (a fused bundle
+        on two or more threads)."""
+        return self._graph.own_thread
 
     @property
     def shortlist_size(self) -> int | None:
@@ -283,26 +331,19 @@ class OnnxPredictor:
                 raise ValueError(f"note {index} yields no tokens: send the note's text")
         return notes
 
-    def _batches(self, lengths: Sequence[int]) -> list[np.ndarray]:
+    def _calls(self, lengths: Sequence[int]) -> list[np.ndarray]:
         """Note indices per graph call (`model.batching.length_batches`, as training groups):
-        notes of one window count per call, and at most DECODER_CELLS_PER_CALL codes x tokens."""
+        notes of one window count per call, and at most DECODER_CELLS_PER_CALL codes x tokens.
+        Where the graph has its own thread, at most PIPELINE_NOTES notes per call, so a request
+        of several notes is a pipeline of calls (`_coded`)."""
         decoded = self._n_network if self._shortlist_size is None else self._shortlist_size
         tokens = max(1, DECODER_CELLS_PER_CALL // max(1, min(decoded, self._n_network)))
         if self._max_batch_tokens is not None:
             tokens = min(tokens, self._max_batch_tokens)
-        return length_batches(lengths, self._batch_size, tokens, self._window)
-
-    def _begin_fusion(
-        self, texts: Sequence[str]
-    ) -> tuple[list[np.ndarray], Callable[[], Sequence[NoteFusion] | None]]:
-        """Per note the columns the graph must decode (`_forced`), and a call that waits for the
-        fusion's work on the notes (`FusionThread.start`: on its own thread where there is one,
-        started here). Without fusion: no work."""
-        if self._fusion is None:
-            return self._forced(None, len(texts)), lambda: None
-        proposals = self._fusion.proposals(texts)
-        forced = self._forced(proposals, len(texts))  # before the fusion thread wants the GIL
-        return forced, self._fusion.start(texts, proposals)
+        size = self._batch_size
+        if self._graph.own_thread:
+            size = min(size, PIPELINE_NOTES)
+        return length_batches(lengths, size, tokens, self._window)
 
     def _forced(self, proposals: Sequence[NoteProposals] | None, n_notes: int) -> list[np.ndarray]:
         """Per note, the network columns decoded whatever the first stage says (int64,
@@ -318,69 +359,61 @@ class OnnxPredictor:
         return forced
 
     def _feed(
-        self, notes: Sequence[TokenizedNote], members: np.ndarray, forced: Sequence[np.ndarray]
+        self, notes: Sequence[TokenizedNote], forced: Sequence[np.ndarray]
     ) -> dict[str, np.ndarray]:
-        """The graph's inputs for the notes `members`, padded; with a shortlist also the forced
+        """The graph's inputs for one call's notes, padded; with a shortlist also the forced
         codes (B, C_network) bool and S."""
-        input_ids, attention_mask = self._tokenizer.pad_batch([notes[i] for i in members])
+        input_ids, attention_mask = self._tokenizer.pad_batch(notes)
         feed = dict(zip(GRAPH_INPUTS, (input_ids, attention_mask), strict=True))
         if self._shortlist_size is not None:
-            mask = np.zeros((len(members), self._n_network), dtype=bool)  # (B, C_network)
-            for row, note_index in enumerate(members.tolist()):
-                mask[row, forced[note_index]] = True
+            mask = np.zeros((len(notes), self._n_network), dtype=bool)  # (B, C_network)
+            for row, columns in enumerate(forced):
+                mask[row, columns] = True
             size = np.array(self._shortlist_size, dtype=np.int64)
             feed |= dict(zip(SHORTLIST_INPUTS, (mask, size), strict=True))
         return feed
 
-    def _run(
+    def _coded(
         self,
+        texts: Sequence[str],
         notes: Sequence[TokenizedNote],
-        forced: Sequence[np.ndarray],
         *,
         with_attention: bool,
         with_shortlist: bool = False,
-    ) -> _GraphRun:
-        """Run the graph in batches of notes of similar length; answers in the input order:
-        logits float32 (N, C_network), and when asked each note's attention and what the
-        shortlist decoded (else empty)."""
-        run = _GraphRun(np.zeros((len(notes), self._n_network), dtype=np.float32))
+    ) -> Iterator[_CodedCall]:
+        """The notes coded one graph call at a time, in call order (`_calls`).
+
+        Per call: the fusion's proposals (they name codes the graph must decode), the graph
+        started (on its own thread where it has one), the rest of the fusion read while it
+        runs, and only then the call before handed back, so whatever the caller does with it
+        (ranking, evidence) also runs beside this call's graph."""
         fetch = list(GRAPH_OUTPUTS) if with_attention else [GRAPH_OUTPUTS[0]]
-        first_stage = np.zeros_like(run.logits) if with_shortlist else None
         if with_shortlist:
             fetch += SHORTLIST_OUTPUTS
-        attention: list[_NoteAttention | None] = [None] * len(notes)
-        decoded: list[np.ndarray | None] = [None] * len(notes)
-        for members in self._batches([len(note) for note in notes]):
-            answers = self._session.run(fetch, self._feed(notes, members, forced))
-            results = dict(zip(fetch, answers, strict=True))
-            run.logits[members] = np.asarray(results[GRAPH_OUTPUTS[0]], dtype=np.float32)
-            if first_stage is not None:
-                first_stage[members] = np.asarray(results[SHORTLIST_OUTPUTS[1]], np.float32)
-                for row, note_index in enumerate(members.tolist()):
-                    decoded[note_index] = np.asarray(results[SHORTLIST_OUTPUTS[0]][row], np.int64)
-            if not with_attention:
-                continue
-            top_codes = np.asarray(results[GRAPH_OUTPUTS[1]], dtype=np.int64)  # (B, K)
-            top_attention = np.asarray(results[GRAPH_OUTPUTS[2]], dtype=np.float32)  # (B, K, T)
-            for row, note_index in enumerate(members.tolist()):
-                n_tokens = len(notes[note_index])  # drop the padding columns
-                attention[note_index] = _NoteAttention(
-                    top_codes[row], top_attention[row, :, :n_tokens]
-                )
-        run.first_stage = first_stage
-        run.attention = [item for item in attention if item is not None]
-        run.decoded = [item for item in decoded if item is not None]
-        return run
+        pending: _PendingCall | None = None
+        for members in self._calls([len(note) for note in notes]):
+            call_texts = [texts[i] for i in members.tolist()]
+            call_notes = [notes[i] for i in members.tolist()]
+            proposals = None if self._fusion is None else self._fusion.proposals(call_texts)
+            forced = self._forced(proposals, len(members))
+            outputs = self._graph.start(fetch, self._feed(call_notes, forced))
+            fused = None
+            if self._fusion is not None and proposals is not None and not with_shortlist:
+                fused = self._fusion.fuse(call_texts, proposals)
+            if pending is not None:
+                yield pending.done()
+            pending = _PendingCall(members, call_notes, forced, fetch, outputs, fused)
+        if pending is not None:
+            yield pending.done()
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, float32 (len(texts), len(codes)), columns in `codes` order."""
         note_texts = check_texts(texts)
         notes = self.tokenize(note_texts)
-        if not notes:
-            return np.zeros((0, len(self._codes)), dtype=np.float32)
-        forced, pending = self._begin_fusion(note_texts)
-        run = self._run(notes, forced, with_attention=False)
-        return self._probabilities(run.logits, pending())
+        scores = np.zeros((len(notes), len(self._codes)), dtype=np.float32)  # (N, C)
+        for call in self._coded(note_texts, notes, with_attention=False):
+            scores[call.members] = self._probabilities(call.logits, call.fused)
+        return scores
 
     def shortlists(self, texts: Sequence[str]) -> ShortlistRun:
         """What two-stage decoding does with `texts` at this predictor's S: the first stage's
@@ -390,13 +423,16 @@ class OnnxPredictor:
             raise ValueError(f"bundle {self.name} has no shortlist: it decodes every code")
         note_texts = check_texts(texts)
         notes = self.tokenize(note_texts)
-        proposals = None if self._fusion is None else self._fusion.proposals(note_texts)
-        forced = self._forced(proposals, len(note_texts))
-        if not notes:
-            return ShortlistRun(np.zeros((0, self._n_network), np.float32), [], [])
-        run = self._run(notes, forced, with_attention=False, with_shortlist=True)
-        assert run.first_stage is not None
-        return ShortlistRun(run.first_stage, run.decoded, forced)
+        first_stage = np.zeros((len(notes), self._n_network), dtype=np.float32)
+        decoded: list[np.ndarray] = [np.zeros(0, np.int64)] * len(notes)
+        forced: list[np.ndarray] = [np.zeros(0, np.int64)] * len(notes)
+        for call in self._coded(note_texts, notes, with_attention=False, with_shortlist=True):
+            assert call.first_stage is not None
+            first_stage[call.members] = call.first_stage
+            for row, index in enumerate(call.members.tolist()):
+                decoded[index] = call.decoded[row]
+                forced[index] = call.forced[row]
+        return ShortlistRun(first_stage, decoded, forced)
 
     def _probabilities(self, logits: np.ndarray, fused: Sequence[NoteFusion] | None) -> np.ndarray:
         """Scores float32 (N, C) from the network's logits (N, C_network), fused where the bundle
@@ -414,53 +450,64 @@ class OnnxPredictor:
             raise ValueError(f"top_k must be a positive number or None, got {top_k}")
         note_texts = check_texts(texts)
         notes = self.tokenize(note_texts)
-        if not notes:
-            return []
-        forced, pending = self._begin_fusion(note_texts)
-        run = self._run(notes, forced, with_attention=True)
-        fused = pending()
-        probabilities = self._probabilities(run.logits, fused)  # (N, C)
-        per_note: Sequence[NoteFusion | None] = [None] * len(notes) if fused is None else fused
-        predictions: list[list[CodePrediction]] = []
-        for text, note, note_probabilities, evidence, note_fusion in zip(
-            note_texts, notes, probabilities, run.attention, per_note, strict=True
-        ):
-            ranking = best_first(note_probabilities, top_k)
-            matched: dict[str, list[Highlight]] = {}
-            if note_fusion is not None:
-                # Only the codes shown: most matches name codes far down the ranking.
-                shown = None if top_k is None else {self._codes[c] for c in ranking.tolist()}
-                matched = FusedScorer.evidence(note_fusion.signals, text, shown)
-            attention_row = {int(code): k for k, code in enumerate(evidence.top_codes.tolist())}
-            words = word_spans(text)  # once per note, not per code
-            ranked: list[CodePrediction] = []
-            for rank, code_index in enumerate(ranking.tolist(), start=1):
-                score = float(note_probabilities[code_index])
-                attended: list[Highlight] = []
-                if code_index in attention_row:
-                    attended = extract_highlights(
-                        evidence.top_attention[attention_row[code_index]],  # (T_note,)
-                        note.offsets,
-                        text,
-                        max_tokens=self._highlight_tokens,
-                        min_ratio=self._highlight_min_ratio,
-                        words=words,
-                    )
-                highlights = tuple(
-                    merge_evidence(matched.get(self._codes[code_index], []), attended)
+        predictions: list[list[CodePrediction]] = [[] for _ in notes]
+        for call in self._coded(note_texts, notes, with_attention=True):
+            probabilities = self._probabilities(call.logits, call.fused)  # (B, C)
+            fused: Sequence[NoteFusion | None] = call.fused or [None] * len(call.members)
+            for row, index in enumerate(call.members.tolist()):
+                predictions[index] = self._ranked(
+                    note_texts[index],
+                    call.notes[row],
+                    probabilities[row],
+                    call.attention[row],
+                    fused[row],
+                    top_k,
                 )
-                ranked.append(
-                    CodePrediction(
-                        code=self._codes[code_index],
-                        description=self._descriptions[code_index],
-                        score=score,
-                        rank=rank,
-                        above_threshold=bool(score >= self._thresholds[code_index]),
-                        highlights=highlights,
-                    )
-                )
-            predictions.append(ranked)
         return predictions
+
+    def _ranked(
+        self,
+        text: str,
+        note: TokenizedNote,
+        probabilities: np.ndarray,
+        evidence: _NoteAttention,
+        fusion: NoteFusion | None,
+        top_k: int | None,
+    ) -> list[CodePrediction]:
+        """One note's ranked codes with their evidence: lexicon matches, then attention phrases."""
+        ranking = best_first(probabilities, top_k)
+        matched: dict[str, list[Highlight]] = {}
+        if fusion is not None:
+            # Only the codes shown: most matches name codes far down the ranking.
+            shown = None if top_k is None else {self._codes[c] for c in ranking.tolist()}
+            matched = FusedScorer.evidence(fusion.signals, text, shown)
+        attention_row = {int(code): k for k, code in enumerate(evidence.top_codes.tolist())}
+        words = word_spans(text)  # once per note, not per code
+        ranked: list[CodePrediction] = []
+        for rank, code_index in enumerate(ranking.tolist(), start=1):
+            score = float(probabilities[code_index])
+            attended: list[Highlight] = []
+            if code_index in attention_row:
+                attended = extract_highlights(
+                    evidence.top_attention[attention_row[code_index]],  # (T_note,)
+                    note.offsets,
+                    text,
+                    max_tokens=self._highlight_tokens,
+                    min_ratio=self._highlight_min_ratio,
+                    words=words,
+                )
+            highlights = tuple(merge_evidence(matched.get(self._codes[code_index], []), attended))
+            ranked.append(
+                CodePrediction(
+                    code=self._codes[code_index],
+                    description=self._descriptions[code_index],
+                    score=score,
+                    rank=rank,
+                    above_threshold=bool(score >= self._thresholds[code_index]),
+                    highlights=highlights,
+                )
+            )
+        return ranked
 
     # -- readiness ------------------------------------------------------------------------------
 

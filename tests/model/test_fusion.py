@@ -9,7 +9,8 @@ from model.bundle import BundleError, load_bundle
 from model.context import ContextFlags
 from model.fusion import FusedScorer, NoteSignals
 from model.lexicon import Match, MentionLink
-from model.runtime import OnnxPredictor
+from model.overlap import GraphThread
+from model.runtime import PIPELINE_NOTES, OnnxPredictor
 from tests.model.bundle_factory import FUSION_ONLY_CODES, add_fusion, build_tiny_bundle
 
 
@@ -85,31 +86,48 @@ def _answers(predictor: OnnxPredictor, texts: list[str]) -> tuple[np.ndarray, li
 
 
 @pytest.mark.parametrize("uses_network", [False, True])
-def test_the_fusion_thread_beside_the_graph_changes_no_answer(
+def test_the_graph_thread_beside_the_fusion_changes_no_answer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uses_network: bool
 ) -> None:
-    """On two threads a fused predictor reads the notes' context, spans and combiner on its
-    fusion thread while the graph runs; the answers are those of one thread doing it all in
-    turn. A combiner that reads the network's logit scores the candidates after the graph."""
+    """On two threads a fused predictor runs the graph on a thread of its own while the calling
+    thread reads the notes' context, spans and combiner, and codes a request of more notes than
+    PIPELINE_NOTES as a pipeline of graph calls; the answers are those of one thread doing it
+    all in turn. A combiner that reads the network's logit scores the candidates after the
+    graph."""
     import threading
 
     bundle = add_fusion(build_tiny_bundle(tmp_path), uses_network=uses_network)
-    texts = ["El paciente niega fiebre. Refiere tos.", "Apendicitis aguda y dolor toracico."]
+    texts = [
+        "El paciente niega fiebre. Refiere tos.",
+        "Apendicitis aguda y dolor toracico.",
+        "Refiere tos y fiebre desde hace tres dias.",
+        "Sin fiebre. Apendicitis aguda.",
+        "Dolor toracico.",
+        "Paciente con tos. Madre con apendicitis.",
+    ]
+    assert len(texts) > PIPELINE_NOTES
     in_turn, beside = OnnxPredictor(bundle, threads=1), OnnxPredictor(bundle, threads=2)
-    assert (in_turn.fusion_thread, beside.fusion_thread) == (False, True)
-    threads_reading: set[str] = set()
-    signals = FusedScorer.signals
+    assert (in_turn.graph_thread, beside.graph_thread) == (False, True)
+    graph_threads: set[str] = set()
+    fusion_threads: set[str] = set()
+    run_graph, signals = GraphThread._run, FusedScorer.signals
 
-    def recording(self: FusedScorer, *args: object, **kwargs: object) -> NoteSignals:
-        threads_reading.add(threading.current_thread().name)
+    def recording_graph(self: GraphThread, *args: object) -> list[object]:
+        graph_threads.add(threading.current_thread().name)
+        return run_graph(self, *args)  # type: ignore[arg-type]
+
+    def recording_fusion(self: FusedScorer, *args: object, **kwargs: object) -> NoteSignals:
+        fusion_threads.add(threading.current_thread().name)
         return signals(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(FusedScorer, "signals", recording)
+    monkeypatch.setattr(GraphThread, "_run", recording_graph)
+    monkeypatch.setattr(FusedScorer, "signals", recording_fusion)
     expected_scores, expected_shown = _answers(in_turn, texts)
-    assert threads_reading == {threading.current_thread().name}
-    threads_reading.clear()
+    assert (graph_threads, fusion_threads) == (set(), {threading.current_thread().name})
+    fusion_threads.clear()
     scores, shown = _answers(beside, texts)
-    assert threads_reading and all(name.startswith("plant-icd-fusion") for name in threads_reading)
+    assert graph_threads and all(name.startswith("plant-icd-graph") for name in graph_threads)
+    assert fusion_threads == {threading.current_thread().name}
     assert np.allclose(scores, expected_scores, atol=1e-6)
     assert [[code for code, _ in note] for note in shown] == [
         [code for code, _ in note] for note in expected_shown
@@ -117,6 +135,10 @@ def test_the_fusion_thread_beside_the_graph_changes_no_answer(
     lexicon = [[[h for h in spans if h[2] == "lexicon"] for _, spans in n] for n in shown]
     assert lexicon == [
         [[h for h in spans if h[2] == "lexicon"] for _, spans in n] for n in expected_shown
+    ]
+    one_by_one = [beside.predict([text], top_k=5) for text in texts]
+    assert [[p.code for p in note[0]] for note in one_by_one] == [
+        [p.code for p in note] for note in beside.predict(texts, top_k=5)
     ]
 
 

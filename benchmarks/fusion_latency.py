@@ -15,7 +15,9 @@ configuration, random weights, nothing downloaded; `inference_latency.PlmIcdRefe
 same passes, reading as many tokens per note as the bundle's tokenizer gives it, and a column of
 how many times slower it is than each path (issue 11: >= 50x the served path). Needs torch.
 `--batch 16` also times each path on the same notes in requests of 16 (in note order), in the
-same passes, and reports the time per note against batch 1 over the same notes.
+same passes, and reports the time per note against batch 1 over the same notes; then, in passes
+of their own, each request against its own notes' single calls timed right after it (the median
+of those paired ratios is the figure that holds still on a noisy machine).
 """
 
 from __future__ import annotations
@@ -142,9 +144,34 @@ def batch_calls(
     }
 
 
-def batch_table(timings: dict[str, list[float]], paths: list[str], size: int) -> str:
+def paired_batch_ratios(
+    predictors: dict[str, OnnxPredictor], notes: list[str], top_k: int, size: int, rounds: int
+) -> dict[str, list[float]]:
+    """Per path, per request of `size` notes (whole requests, in note order): its time against
+    the same notes' one-by-one calls timed right after it, the median over `rounds` passes.
+    Pairing each request with its own notes' single calls keeps a slow spell of the machine from
+    falling on one side only (this VM's speed drifts by a third between minutes)."""
+    groups = [notes[i : i + size] for i in range(0, len(notes) - size + 1, size)]
+    ratios: dict[str, list[list[float]]] = {name: [[] for _ in groups] for name in predictors}
+    for _ in range(rounds):
+        for name, predictor in predictors.items():
+            for index, group in enumerate(groups):
+                started = time.perf_counter()
+                predictor.predict(group, top_k=top_k)
+                batched = time.perf_counter() - started
+                started = time.perf_counter()
+                for note in group:
+                    predictor.predict([note], top_k=top_k)
+                ratios[name][index].append(batched / (time.perf_counter() - started))
+    return {name: [statistics.median(r) for r in per_group] for name, per_group in ratios.items()}
+
+
+def batch_table(
+    timings: dict[str, list[float]], paired: dict[str, list[float]], paths: list[str], size: int
+) -> str:
     """Per path, ms per note at batch 1 and at batch `size` over the notes of whole requests:
-    the sum of each call's median, over the notes it coded."""
+    the sum of each call's median, over the notes it coded; and the median of the paired
+    per-request ratios (`paired_batch_ratios`)."""
     rows = []
     for name in paths:
         groups = timings[f"{name}, batch {size}"]
@@ -152,9 +179,23 @@ def batch_table(timings: dict[str, list[float]], paths: list[str], size: int) ->
         single = sum(timings[name][:n_notes]) / n_notes
         batched = sum(groups) / n_notes
         rows.append(
-            [name, str(n_notes), f"{single:.2f}", f"{batched:.2f}", f"{batched / single:.2f}x"]
+            [
+                name,
+                str(n_notes),
+                f"{single:.2f}",
+                f"{batched:.2f}",
+                f"{batched / single:.2f}x",
+                f"{statistics.median(paired[name]):.2f}x",
+            ]
         )
-    headers = ["served path", "notes", "batch 1 ms per note", f"batch {size} ms per note", "ratio"]
+    headers = [
+        "served path",
+        "notes",
+        "batch 1 ms per note",
+        f"batch {size} ms per note",
+        "ratio",
+        "paired ratio (median per request)",
+    ]
     return markdown_table(headers, rows)
 
 
@@ -217,6 +258,11 @@ def main() -> None:
         )
         facts.append(("transformer", described))
     timings = timed_rounds(calls, args.rounds)
+    paired = (
+        paired_batch_ratios(predictors, notes, args.top_k, args.batch, args.rounds)
+        if args.batch > 1
+        else {}
+    )
     single = [name for name in timings if not name.endswith(f", batch {args.batch}")]
     summaries = {name: summarize(timings[name]) for name in single}
     base = next(iter(summaries.values())).p50
@@ -234,7 +280,7 @@ def main() -> None:
             f"`{command_line()}`",
             facts_list(facts),
             markdown_table(headers, rows),
-            batch_table(timings, list(predictors), args.batch) if args.batch > 1 else "",
+            batch_table(timings, paired, list(predictors), args.batch) if args.batch > 1 else "",
             busy_warning(),
         )
         if part

@@ -96,6 +96,14 @@ class CandidateScores:
     probabilities: np.ndarray  # (K,) float32
 
 
+@dataclass(frozen=True)
+class CandidateRows:
+    """One note's candidates before the combiner: label-space columns and feature rows."""
+
+    columns: np.ndarray  # (K,) int64
+    rows: np.ndarray  # (K, len(FEATURES)) float32
+
+
 def _source_features(pairs: Sequence[tuple[Match, MentionLink]], code_notes: int) -> list[float]:
     """Per source: noisy-OR and best precision of the matches naming the code, how many, the
     best mention's support, the longest match, the share of the code's training notes that had
@@ -178,32 +186,36 @@ class FeatureBuilder:
 
         Filled column block by column block from what the note's signals name (a few dozen
         lexicon codes, the neighbours' votes), not code by code: a note has hundreds of
-        candidates, most of them only voted for by a neighbour."""
+        candidates, most of them only voted for by a neighbour. Each block is gathered in
+        Python lists and written with one numpy assignment (a small assignment per code cost
+        more than the features themselves)."""
         rows = np.zeros((len(codes), len(FEATURES)), dtype=np.float32)
         position = {code: row for row, code in enumerate(codes)}
         lexical, flagged = self._lexicon_columns(signals, position, rows)
         column = FEATURES.index
         rows[:, column("category_noisy_or")] = _best_sibling_scores(lexical, codes)
-        at = column("neighbour_score")
-        for code, votes in signals.votes.items():
-            if (row := position.get(code)) is not None:
-                rows[row, at : at + 3] = (votes.score, votes.max_similarity, float(votes.count))
-        counts = np.array([self.train_counts.get(code, 0) for code in codes], dtype=np.float64)
+        voted = [
+            (row, (votes.score, votes.max_similarity, float(votes.count)))
+            for code, votes in signals.votes.items()
+            if (row := position.get(code)) is not None
+        ]
+        _write_block(rows, voted, column("neighbour_score"))
+        train_counts = self.train_counts
+        counts = np.array([train_counts.get(code, 0) for code in codes], dtype=np.float64)
         rows[:, column("prior_log_count")] = np.log1p(counts)
         logit = rows[:, column("network_logit")]
         logit[:] = math.nan
         if network_logits is not None:
-            for code, value in network_logits.items():
-                if (row := position.get(code)) is not None:
-                    logit[row] = value
-        at = column("negated_share")
-        for code, flags in flagged.items():
-            share = 1.0 / len(flags)
-            rows[position[code], at : at + 3] = (
-                share * sum(item.negated for item in flags),
-                share * sum(item.hypothetical for item in flags),
-                share * sum(item.family for item in flags),
-            )
+            known = [
+                (row, value)
+                for code, value in network_logits.items()
+                if (row := position.get(code)) is not None
+            ]
+            if known:
+                at, values = zip(*known, strict=True)
+                logit[list(at)] = values
+        shares = [(position[code], _flag_shares(flags)) for code, flags in flagged.items() if flags]
+        _write_block(rows, shares, column("negated_share"))
         return rows
 
     def _lexicon_columns(
@@ -217,17 +229,41 @@ class FeatureBuilder:
         width = len(_SOURCE_FEATURES)
         lexical: dict[str, float] = {}
         flagged: dict[str, list[ContextFlags]] = {}
+        by_source: dict[str, list[Match]] = {}
+        for match in signals.matches:
+            by_source.setdefault(match.source, []).append(match)
         for block, source in enumerate(SOURCES):
-            named = links_by_code(m for m in signals.matches if m.source == source)
+            named = links_by_code(by_source.get(source, ()))
+            features: list[tuple[int, list[float]]] = []
             for code, pairs in named.items():
                 score = noisy_or(link.weight for _, link in pairs)
                 lexical[code] = max(lexical.get(code, 0.0), score)
                 if (row := position.get(code)) is None:
                     continue
-                features = _source_features(pairs, self.train_counts.get(code, 0))
-                rows[row, block * width : (block + 1) * width] = features
+                features.append((row, _source_features(pairs, self.train_counts.get(code, 0))))
                 flagged.setdefault(code, []).extend(flags_of[id(match)] for match, _ in pairs)
+            _write_block(rows, features, block * width)
         return lexical, flagged
+
+
+def _write_block(rows: np.ndarray, values: Sequence[tuple[int, Sequence[float]]], at: int) -> None:
+    """rows[row, at : at + k] = v for each (row, v) of `values` (each v of one length k)."""
+    if not values:
+        return
+    at_rows, blocks = zip(*values, strict=True)
+    block = np.asarray(blocks, dtype=np.float32)  # (len(values), k)
+    rows[list(at_rows), at : at + block.shape[1]] = block
+
+
+def _flag_shares(flags: Sequence[ContextFlags]) -> tuple[float, float, float]:
+    """The share of a code's matches that are negated, hypothetical, about the family."""
+    negated = hypothetical = family = 0
+    for item in flags:
+        negated += item.negated
+        hypothetical += item.hypothetical
+        family += item.family
+    share = 1.0 / len(flags)
+    return share * negated, share * hypothetical, share * family
 
 
 def _best_sibling_scores(lexical: Mapping[str, float], codes: Sequence[str]) -> np.ndarray:
@@ -345,11 +381,11 @@ class FusedScorer:
         columns = [self._index.get(code, -1) for code in codes]
         return np.array(sorted(c for c in columns if 0 <= c < self._n_network), dtype=np.int64)
 
-    def candidate_scores(
+    def candidate_rows(
         self, signals: NoteSignals, logits: np.ndarray | None = None
-    ) -> CandidateScores:
-        """The combiner's probabilities of a note's candidates; `logits` (C_network,) the
-        note's network logits, needed only when `needs_logits`."""
+    ) -> CandidateRows:
+        """A note's candidates and their feature rows (what `candidate_scores` scores); `logits`
+        (C_network,) the note's network logits, needed only when `needs_logits`."""
         if logits is None and self.needs_logits:
             raise ValueError("this fused model reads the network: pass the note's logits")
         extra: list[str] = []
@@ -367,8 +403,19 @@ class FusedScorer:
                 for code, column in zip(candidates, columns.tolist(), strict=True)
                 if column < self._n_network
             }
-        rows = self._builder.rows(signals, candidates, network)
-        return CandidateScores(columns, sigmoid(self._combiner.margins(rows)))
+        return CandidateRows(columns, self._builder.rows(signals, candidates, network))
+
+    def margins(self, rows: np.ndarray) -> np.ndarray:
+        """The combiner's margin float32 (R,) per feature row (R, F): rows of several notes may
+        be scored in one call, each row alone."""
+        return self._combiner.margins(rows)
+
+    def candidate_scores(
+        self, signals: NoteSignals, logits: np.ndarray | None = None
+    ) -> CandidateScores:
+        """The combiner's probabilities of a note's candidates (`candidate_rows`)."""
+        found = self.candidate_rows(signals, logits)
+        return CandidateScores(found.columns, sigmoid(self.margins(found.rows)))
 
     def place(self, candidates: CandidateScores, logits: np.ndarray) -> np.ndarray:
         """Probabilities float32 (C,) over the label space: the candidates' own, every other

@@ -1,12 +1,13 @@
-"""How one call's work shares a call's cores: the graph on a thread of its own, the fusion's
-Python beside it on the caller's thread.
+"""How one call's work shares a call's cores: the ONNX Runtime work (the graph, the combiner) on a
+thread of its own, the fusion's Python beside it on the caller's thread.
 
-ONNX Runtime releases the GIL while the graph runs, so where a call may use two cores or more the
-caller reads a fused bundle's context rules, evidence spans, feature rows and combiner (about
-4 ms of Python per CodiEsp note) while the graph decodes. A request of several notes is coded in
-a pipeline of graph calls: while call k runs, the caller reads the fusion of call k and hands
-back call k-1 (ranking, evidence, highlights), so the Python of a request of 16 notes is no
-longer waited for by an idle graph (docs/BENCHMARKS.md has the figures).
+ONNX Runtime releases the GIL while a session runs, so where a call may use two cores or more the
+caller reads a fused bundle's context rules, evidence spans and feature rows (about 4 ms of
+Python per CodiEsp note) while the graph decodes, and hands the rows to the combiner on the other
+thread too. A request of several notes is coded in a pipeline of graph calls: while call k runs,
+the caller reads the fusion of call k and hands back call k-1 (ranking, evidence, highlights), so
+the Python of a request of 16 notes is not waited for by an idle graph (figures in
+docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
-import onnxruntime as ort
 
 from model.fusion import CandidateScores, FusedScorer, NoteProposals, NoteSignals
+from model.prediction import sigmoid
 
-# Graph calls running beside their callers' Python at once (requests served side by side); more
-# wait their turn.
-GRAPH_WORKERS = 8
+# Session runs beside their callers' Python at once (requests served side by side, each with its
+# graph call and combiner call); more wait their turn.
+WORKERS = 8
+_Result = TypeVar("_Result")
 
 
 def usable_cores() -> int:
@@ -34,13 +38,13 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-class GraphThread:
-    """Runs the graph's calls on a worker thread (`own_thread`), else in the caller's thread."""
+class SessionThread:
+    """Runs work that releases the GIL (ONNX Runtime sessions) on a worker thread
+    (`own_thread`), else in the caller's thread at once."""
 
-    def __init__(self, session: ort.InferenceSession, *, own_thread: bool) -> None:
-        self._session = session
+    def __init__(self, *, own_thread: bool) -> None:
         self._pool = (
-            ThreadPoolExecutor(GRAPH_WORKERS, thread_name_prefix="plant-icd-graph")
+            ThreadPoolExecutor(WORKERS, thread_name_prefix="plant-icd-session")
             if own_thread
             else None
         )
@@ -49,34 +53,35 @@ class GraphThread:
     def own_thread(self) -> bool:
         return self._pool is not None
 
-    def start(self, fetch: list[str], feed: dict[str, np.ndarray]) -> Callable[[], list[object]]:
-        """Start one graph call; the returned call waits for its outputs (in `fetch` order).
+    def start(self, work: Callable[[], _Result]) -> Callable[[], _Result]:
+        """Start `work`; the returned call waits for its result.
 
-        With a thread of its own, this returns once the graph runs: a worker that had to win
+        With a thread of its own, this returns once `work` has begun: a worker that had to win
         the GIL from a caller busy in Python would wait up to the interpreter's switch interval
         (5 ms) before it even started."""
         if self._pool is None:
-            outputs = self._session.run(fetch, feed)
-            return lambda: outputs
-        running = threading.Event()
-        future = self._pool.submit(self._run, fetch, feed, running)
-        running.wait()
+            result = work()
+            return lambda: result
+        begun = threading.Event()
+        future = self._pool.submit(self._run, work, begun)
+        begun.wait()
         return future.result
 
-    def _run(
-        self, fetch: list[str], feed: dict[str, np.ndarray], running: threading.Event
-    ) -> list[object]:
-        running.set()  # the caller wakes once `run` below lets go of the GIL
-        return self._session.run(fetch, feed)
+    @staticmethod
+    def _run(work: Callable[[], _Result], begun: threading.Event) -> _Result:
+        begun.set()  # the caller wakes once `work` lets go of the GIL
+        return work()
 
 
 @dataclass(frozen=True)
-class NoteFusion:
-    """The fusion's work on one note that does not wait for the graph: everything its branches
-    read, and its candidates' probabilities unless the combiner reads the network's logits."""
+class CallFusion:
+    """The fusion's work on one graph call's notes that does not wait for the graph: each
+    note's signals, and unless the combiner reads the network's logits, each note's candidate
+    columns with the combiner's margins on their way (every note's rows in one combiner call)."""
 
-    signals: NoteSignals
-    candidates: CandidateScores | None
+    signals: list[NoteSignals]
+    columns: list[np.ndarray] | None  # per note, (K_i,) int64
+    margins: Callable[[], np.ndarray] | None  # waits for float32 (sum K_i,), notes in turn
 
 
 class RuntimeFusion:
@@ -89,23 +94,39 @@ class RuntimeFusion:
     def proposals(self, texts: Sequence[str]) -> list[NoteProposals]:
         return [self.scorer.proposals(text) for text in texts]
 
-    def fuse(self, texts: Sequence[str], proposals: Sequence[NoteProposals]) -> list[NoteFusion]:
-        """The work on the notes that does not need the graph."""
+    def fuse(
+        self, texts: Sequence[str], proposals: Sequence[NoteProposals], combiner: SessionThread
+    ) -> CallFusion:
+        """The work on one call's notes that does not need the graph; the combiner's call on
+        `combiner`'s thread."""
         scorer = self.scorer
-        done = []
-        for text, note_proposals in zip(texts, proposals, strict=True):
-            signals = scorer.signals(text, note_proposals)
-            ahead = None if scorer.needs_logits else scorer.candidate_scores(signals)
-            done.append(NoteFusion(signals, ahead))
-        return done
+        signals = [
+            scorer.signals(text, found) for text, found in zip(texts, proposals, strict=True)
+        ]
+        if scorer.needs_logits:
+            return CallFusion(signals, None, None)
+        found = [scorer.candidate_rows(note) for note in signals]
+        rows = np.concatenate([note.rows for note in found])  # (sum K_i, F)
+        margins = combiner.start(partial(scorer.margins, rows))
+        return CallFusion(signals, [note.columns for note in found], margins)
 
-    def probabilities(self, logits: np.ndarray, fused: Sequence[NoteFusion]) -> np.ndarray:
+    def probabilities(self, logits: np.ndarray, fused: CallFusion) -> np.ndarray:
         """Scores float32 (N, C) over the label space from the network's logits (N, C_network)
-        and the fusion's work on each note."""
+        and the fusion's work on the call's notes."""
         scores = np.zeros((len(logits), self.scorer.n_codes), dtype=np.float32)  # (N, C)
-        for row, (note_logits, note) in enumerate(zip(logits, fused, strict=True)):
-            candidates = note.candidates
-            if candidates is None:  # the combiner reads the network: scored now
-                candidates = self.scorer.candidate_scores(note.signals, note_logits)
-            scores[row] = self.scorer.place(candidates, note_logits)
+        for row, candidates in enumerate(self._candidates(logits, fused)):
+            scores[row] = self.scorer.place(candidates, logits[row])
         return scores
+
+    def _candidates(self, logits: np.ndarray, fused: CallFusion) -> list[CandidateScores]:
+        if fused.columns is None or fused.margins is None:  # the combiner reads the network
+            return [
+                self.scorer.candidate_scores(signals, note_logits)
+                for signals, note_logits in zip(fused.signals, logits, strict=True)
+            ]
+        probabilities = sigmoid(fused.margins())
+        ends = np.cumsum([len(columns) for columns in fused.columns])
+        return [
+            CandidateScores(columns, part)
+            for columns, part in zip(fused.columns, np.split(probabilities, ends[:-1]), strict=True)
+        ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import onnxruntime as ort
 
 from model.batching import length_batches
 from model.bundle import Bundle, BundleError, BundleMetadata, load_bundle
-from model.fusion import FusedScorer, NoteProposals
+from model.fusion import FusedScorer, NoteProposals, NoteSignals
 from model.highlights import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MIN_RATIO,
@@ -25,7 +26,7 @@ from model.highlights import (
     word_spans,
 )
 from model.metadata import GRAPH_INPUTS, GRAPH_OUTPUTS, SHORTLIST_INPUTS, SHORTLIST_OUTPUTS
-from model.overlap import GraphThread, NoteFusion, RuntimeFusion, usable_cores
+from model.overlap import CallFusion, RuntimeFusion, SessionThread, usable_cores
 from model.prediction import CodePrediction, Highlight, best_first, sigmoid
 from model.thresholds import Thresholds
 from model.tokenizer import NoteTokenizer, TokenizedNote
@@ -81,7 +82,7 @@ class _CodedCall:
     notes: list[TokenizedNote]
     logits: np.ndarray  # (B, C_network) float32
     attention: list[_NoteAttention]  # per note when fetched, else empty
-    fused: list[NoteFusion] | None  # per note, for a fused bundle
+    fused: CallFusion | None  # for a fused bundle
     forced: list[np.ndarray]  # per note, the network columns decoded whatever the first stage
     decoded: list[np.ndarray]  # per note with the shortlist fetched: the columns decoded
     first_stage: np.ndarray | None  # (B, C_network) float32, when fetched
@@ -96,7 +97,7 @@ class _PendingCall:
     forced: list[np.ndarray]
     fetch: list[str]
     outputs: Callable[[], list[object]]
-    fused: list[NoteFusion] | None
+    fused: CallFusion | None
 
     def done(self) -> _CodedCall:
         results = dict(zip(self.fetch, self.outputs(), strict=True))
@@ -210,7 +211,7 @@ class OnnxPredictor:
             if fused_bundle
             else None
         )
-        self._graph = GraphThread(self._session, own_thread=overlap)
+        self._beside = SessionThread(own_thread=overlap)
         self._shortlist_size, self._always = self._shortlist_settings(metadata, shortlist_size)
         self._ready = False
         self._ready_lock = threading.Lock()
@@ -314,7 +315,7 @@ class OnnxPredictor:
     def graph_thread(self) -> bool:
         """Whether the graph runs on its own thread beside the fusion's Python (a fused bundle
         on two or more threads)."""
-        return self._graph.own_thread
+        return self._beside.own_thread
 
     @property
     def shortlist_size(self) -> int | None:
@@ -341,7 +342,7 @@ class OnnxPredictor:
         if self._max_batch_tokens is not None:
             tokens = min(tokens, self._max_batch_tokens)
         size = self._batch_size
-        if self._graph.own_thread:
+        if self._beside.own_thread:
             size = min(size, PIPELINE_NOTES)
         return length_batches(lengths, size, tokens, self._window)
 
@@ -396,10 +397,12 @@ class OnnxPredictor:
             call_notes = [notes[i] for i in members.tolist()]
             proposals = None if self._fusion is None else self._fusion.proposals(call_texts)
             forced = self._forced(proposals, len(members))
-            outputs = self._graph.start(fetch, self._feed(call_notes, forced))
+            outputs = self._beside.start(
+                partial(self._session.run, fetch, self._feed(call_notes, forced))
+            )
             fused = None
             if self._fusion is not None and proposals is not None and not with_shortlist:
-                fused = self._fusion.fuse(call_texts, proposals)
+                fused = self._fusion.fuse(call_texts, proposals, self._beside)
             if pending is not None:
                 yield pending.done()
             pending = _PendingCall(members, call_notes, forced, fetch, outputs, fused)
@@ -434,9 +437,9 @@ class OnnxPredictor:
                 forced[index] = call.forced[row]
         return ShortlistRun(first_stage, decoded, forced)
 
-    def _probabilities(self, logits: np.ndarray, fused: Sequence[NoteFusion] | None) -> np.ndarray:
+    def _probabilities(self, logits: np.ndarray, fused: CallFusion | None) -> np.ndarray:
         """Scores float32 (N, C) from the network's logits (N, C_network), fused where the bundle
-        has a fused model (`fused`: the fusion's work on each note)."""
+        has a fused model (`fused`: the fusion's work on the call's notes)."""
         if self._fusion is not None and fused is not None:
             return self._fusion.probabilities(logits, fused)
         scores = np.zeros((len(logits), len(self._codes)), dtype=np.float32)  # (N, C)
@@ -453,14 +456,14 @@ class OnnxPredictor:
         predictions: list[list[CodePrediction]] = [[] for _ in notes]
         for call in self._coded(note_texts, notes, with_attention=True):
             probabilities = self._probabilities(call.logits, call.fused)  # (B, C)
-            fused: Sequence[NoteFusion | None] = call.fused or [None] * len(call.members)
+            signals = [None] * len(call.members) if call.fused is None else call.fused.signals
             for row, index in enumerate(call.members.tolist()):
                 predictions[index] = self._ranked(
                     note_texts[index],
                     call.notes[row],
                     probabilities[row],
                     call.attention[row],
-                    fused[row],
+                    signals[row],
                     top_k,
                 )
         return predictions
@@ -471,16 +474,16 @@ class OnnxPredictor:
         note: TokenizedNote,
         probabilities: np.ndarray,
         evidence: _NoteAttention,
-        fusion: NoteFusion | None,
+        signals: NoteSignals | None,
         top_k: int | None,
     ) -> list[CodePrediction]:
         """One note's ranked codes with their evidence: lexicon matches, then attention phrases."""
         ranking = best_first(probabilities, top_k)
         matched: dict[str, list[Highlight]] = {}
-        if fusion is not None:
+        if signals is not None:
             # Only the codes shown: most matches name codes far down the ranking.
             shown = None if top_k is None else {self._codes[c] for c in ranking.tolist()}
-            matched = FusedScorer.evidence(fusion.signals, text, shown)
+            matched = FusedScorer.evidence(signals, text, shown)
         attention_row = {int(code): k for k, code in enumerate(evidence.top_codes.tolist())}
         words = word_spans(text)  # once per note, not per code
         ranked: list[CodePrediction] = []

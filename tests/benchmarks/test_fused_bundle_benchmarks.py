@@ -74,6 +74,7 @@ def test_fusion_latency_times_requests_of_several_notes(
         assert (
             single > 0 and batched > 0 and ratio == pytest.approx(batched / single, rel=0.05)
         )  # shown rounded
+        assert float(row[5].rstrip("x")) > 0  # the paired per-request ratio
 
 
 def test_shortlist_quality_reports_one_row_per_s(

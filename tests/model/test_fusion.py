@@ -9,7 +9,7 @@ from model.bundle import BundleError, load_bundle
 from model.context import ContextFlags
 from model.fusion import FusedScorer, NoteSignals
 from model.lexicon import Match, MentionLink
-from model.overlap import GraphThread
+from model.overlap import SessionThread
 from model.runtime import PIPELINE_NOTES, OnnxPredictor
 from tests.model.bundle_factory import FUSION_ONLY_CODES, add_fusion, build_tiny_bundle
 
@@ -86,14 +86,14 @@ def _answers(predictor: OnnxPredictor, texts: list[str]) -> tuple[np.ndarray, li
 
 
 @pytest.mark.parametrize("uses_network", [False, True])
-def test_the_graph_thread_beside_the_fusion_changes_no_answer(
+def test_the_session_thread_beside_the_fusion_changes_no_answer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uses_network: bool
 ) -> None:
-    """On two threads a fused predictor runs the graph on a thread of its own while the calling
-    thread reads the notes' context, spans and combiner, and codes a request of more notes than
-    PIPELINE_NOTES as a pipeline of graph calls; the answers are those of one thread doing it
-    all in turn. A combiner that reads the network's logit scores the candidates after the
-    graph."""
+    """On two threads a fused predictor runs the graph and the combiner on a thread of their
+    own while the calling thread reads the notes' context, spans and feature rows, and codes a
+    request of more notes than PIPELINE_NOTES as a pipeline of graph calls; the answers are
+    those of one thread doing it all in turn. A combiner that reads the network's logit scores
+    the candidates after the graph."""
     import threading
 
     bundle = add_fusion(build_tiny_bundle(tmp_path), uses_network=uses_network)
@@ -108,25 +108,25 @@ def test_the_graph_thread_beside_the_fusion_changes_no_answer(
     assert len(texts) > PIPELINE_NOTES
     in_turn, beside = OnnxPredictor(bundle, threads=1), OnnxPredictor(bundle, threads=2)
     assert (in_turn.graph_thread, beside.graph_thread) == (False, True)
-    graph_threads: set[str] = set()
+    session_threads: set[str] = set()
     fusion_threads: set[str] = set()
-    run_graph, signals = GraphThread._run, FusedScorer.signals
+    run_session, signals = SessionThread._run, FusedScorer.signals
 
-    def recording_graph(self: GraphThread, *args: object) -> list[object]:
-        graph_threads.add(threading.current_thread().name)
-        return run_graph(self, *args)  # type: ignore[arg-type]
+    def recording_session(*args: object) -> object:
+        session_threads.add(threading.current_thread().name)
+        return run_session(*args)  # type: ignore[arg-type]
 
     def recording_fusion(self: FusedScorer, *args: object, **kwargs: object) -> NoteSignals:
         fusion_threads.add(threading.current_thread().name)
         return signals(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(GraphThread, "_run", recording_graph)
+    monkeypatch.setattr(SessionThread, "_run", staticmethod(recording_session))
     monkeypatch.setattr(FusedScorer, "signals", recording_fusion)
     expected_scores, expected_shown = _answers(in_turn, texts)
-    assert (graph_threads, fusion_threads) == (set(), {threading.current_thread().name})
+    assert (session_threads, fusion_threads) == (set(), {threading.current_thread().name})
     fusion_threads.clear()
     scores, shown = _answers(beside, texts)
-    assert graph_threads and all(name.startswith("plant-icd-graph") for name in graph_threads)
+    assert session_threads and all(name.startswith("plant-icd-session") for name in session_threads)
     assert fusion_threads == {threading.current_thread().name}
     assert np.allclose(scores, expected_scores, atol=1e-6)
     assert [[code for code, _ in note] for note in shown] == [

@@ -97,13 +97,13 @@ def test_a_token_budget_bounds_each_graph_call(bundle_dir: Path) -> None:
     unbounded = OnnxPredictor(bundle_dir)
     bounded = OnnxPredictor(bundle_dir, max_batch_tokens=24)
     shapes: list[tuple[int, ...]] = []
-    run = bounded._graph._session.run
+    run = bounded._session.run
 
     def recording_run(fetch: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         shapes.append(feeds["input_ids"].shape)
         return run(fetch, feeds)
 
-    bounded._graph._session = type("Recorded", (), {"run": staticmethod(recording_run)})()
+    bounded._session = type("Recorded", (), {"run": staticmethod(recording_run)})()
     notes = NOTES * 4  # 20 notes, up to 16 tokens each
     expected = unbounded.predict(notes, top_k=3)
     answered = bounded.predict(notes, top_k=3)
@@ -314,13 +314,13 @@ def test_a_graph_call_decodes_a_bounded_number_of_codes_x_tokens(
     n_codes = len(predictor.codes)
     monkeypatch.setattr(runtime, "DECODER_CELLS_PER_CALL", 24 * n_codes)
     shapes: list[tuple[int, ...]] = []
-    run = predictor._graph._session.run
+    run = predictor._session.run
 
     def recording_run(fetch: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         shapes.append(feeds["input_ids"].shape)
         return run(fetch, feeds)
 
-    predictor._graph._session = type("Recorded", (), {"run": staticmethod(recording_run)})()
+    predictor._session = type("Recorded", (), {"run": staticmethod(recording_run)})()
     notes = NOTES * 4
     batched = predictor.scores(notes)
     assert len(shapes) > 2 and all(rows * width <= 24 or rows == 1 for rows, width in shapes)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 CATEGORIES = ("negated", "hypothetical", "family")
 DIRECTIONS = ("pre", "post")  # a pre-trigger's scope follows it; a post-trigger's precedes it
@@ -75,12 +75,17 @@ class _Phrase:
     terminator: bool
 
 
-@dataclass(frozen=True)
-class _Token:
+class _Token(NamedTuple):
+    """One word or punctuation character of a note (a tuple: a note has hundreds, and a frozen
+    dataclass cost more to build than the rest of reading the note)."""
+
     start: int
     end: int
     folded: str
     is_word: bool
+
+
+_NO_FLAGS = ContextFlags()
 
 
 class ContextRulesError(ValueError):
@@ -354,6 +359,8 @@ class NoteContext:
             bits |= self._marks[index]
             cue_ids.extend(self._cues[index])
             index += 1
+        if not bits:  # most spans: no scope covers them, so no cue either
+            return _NO_FLAGS
         cues = tuple(dict.fromkeys(self._triggers[cue][1] for cue in cue_ids))
         return ContextFlags(
             negated=bool(bits & 1),

@@ -130,20 +130,31 @@ class NeighbourIndex:
         k = min(k, self.n_notes)
         nearest = np.argpartition(-similarity, k - 1)[:k] if k else np.array([], dtype=np.int64)
         nearest = nearest[similarity[nearest] > 0]
+        if not len(nearest):
+            return {}
         total = float(similarity[nearest].sum())
-        score: dict[int, float] = {}
-        best: dict[int, float] = {}
-        count: Counter[int] = Counter()
-        for note in nearest.tolist():
-            sim = float(similarity[note])
-            first, last = self._note_code_pointers[note], self._note_code_pointers[note + 1]
-            for code in self._note_code_ids[first:last].tolist():
-                score[code] = score.get(code, 0.0) + sim
-                best[code] = max(best.get(code, 0.0), sim)
-                count[code] += 1
+        # Every neighbour's codes, neighbour after neighbour, each with its neighbour's similarity
+        # (float64: the sums below add in this order, as a loop over the neighbours would).
+        starts = self._note_code_pointers[nearest]
+        lengths = self._note_code_pointers[nearest + 1] - starts
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        codes = self._note_code_ids[np.repeat(starts, lengths) + offsets]
+        similarities = np.repeat(similarity[nearest].astype(np.float64), lengths)
+        score = np.bincount(codes, weights=similarities, minlength=len(self._codes))
+        count = np.bincount(codes, minlength=len(self._codes))
+        best = np.zeros(len(self._codes), dtype=np.float64)
+        np.maximum.at(best, codes, similarities)
+        voted, first = np.unique(codes, return_index=True)
+        voted = voted[np.argsort(first, kind="stable")]  # in the order the neighbours name them
         return {
-            self._codes[code]: CodeVotes(value / total, best[code], count[code])
-            for code, value in score.items()
+            self._codes[code]: CodeVotes(value / total, top, n)
+            for code, value, top, n in zip(
+                voted.tolist(),
+                score[voted].tolist(),
+                best[voted].tolist(),
+                count[voted].tolist(),
+                strict=True,
+            )
         }
 
     # -- the bundle artefact --------------------------------------------------------------------

@@ -7,7 +7,7 @@ batching, sigmoid scores, thresholds, ranking and highlights. It never imports t
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -18,6 +18,7 @@ import onnxruntime as ort
 from model.batching import length_batches
 from model.bundle import Bundle, BundleError, BundleMetadata, load_bundle
 from model.fusion import FusedScorer, NoteProposals, NoteSignals
+from model.graph_calls import CodedCall, NoteAttention, PendingCall
 from model.highlights import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_MIN_RATIO,
@@ -64,66 +65,6 @@ class ShortlistRun:
     first_stage: np.ndarray  # (N, C_network) float32: the first stage's logits
     decoded: list[np.ndarray]  # per note, the network columns the decoder ran for (int64)
     forced: list[np.ndarray]  # per note, the columns the runtime forced in (int64, ascending)
-
-
-@dataclass(frozen=True)
-class _NoteAttention:
-    """The graph's evidence for one note: attention of its top K codes over the tokens read."""
-
-    top_codes: np.ndarray  # (K,) int64, code indices
-    top_attention: np.ndarray  # (K, T_note) float32
-
-
-@dataclass(frozen=True)
-class _CodedCall:
-    """One graph call's notes coded: the graph's answers and the fusion's work, in call order."""
-
-    members: np.ndarray  # (B,) int64, the notes' indices in the request
-    notes: list[TokenizedNote]
-    logits: np.ndarray  # (B, C_network) float32
-    attention: list[_NoteAttention]  # per note when fetched, else empty
-    fused: CallFusion | None  # for a fused bundle
-    forced: list[np.ndarray]  # per note, the network columns decoded whatever the first stage
-    decoded: list[np.ndarray]  # per note with the shortlist fetched: the columns decoded
-    first_stage: np.ndarray | None  # (B, C_network) float32, when fetched
-
-
-@dataclass(frozen=True)
-class _PendingCall:
-    """A graph call started: what `done` needs to hand it back once its outputs are in."""
-
-    members: np.ndarray
-    notes: list[TokenizedNote]
-    forced: list[np.ndarray]
-    fetch: list[str]
-    outputs: Callable[[], list[object]]
-    fused: CallFusion | None
-
-    def done(self) -> _CodedCall:
-        results = dict(zip(self.fetch, self.outputs(), strict=True))
-        attention = []
-        if GRAPH_OUTPUTS[1] in results:
-            top_codes = np.asarray(results[GRAPH_OUTPUTS[1]], dtype=np.int64)  # (B, K)
-            top_attention = np.asarray(results[GRAPH_OUTPUTS[2]], dtype=np.float32)  # (B, K, T)
-            attention = [
-                # without the padding columns
-                _NoteAttention(top_codes[row], top_attention[row, :, : len(note)])
-                for row, note in enumerate(self.notes)
-            ]
-        first_stage, decoded = None, []
-        if SHORTLIST_OUTPUTS[0] in results:
-            first_stage = np.asarray(results[SHORTLIST_OUTPUTS[1]], dtype=np.float32)
-            decoded = list(np.asarray(results[SHORTLIST_OUTPUTS[0]], dtype=np.int64))  # (B, S) rows
-        return _CodedCall(
-            members=self.members,
-            notes=self.notes,
-            logits=np.asarray(results[GRAPH_OUTPUTS[0]], dtype=np.float32),
-            attention=attention,
-            fused=self.fused,
-            forced=self.forced,
-            decoded=decoded,
-            first_stage=first_stage,
-        )
 
 
 class OnnxPredictor:
@@ -381,7 +322,7 @@ class OnnxPredictor:
         *,
         with_attention: bool,
         with_shortlist: bool = False,
-    ) -> Iterator[_CodedCall]:
+    ) -> Iterator[CodedCall]:
         """The notes coded one graph call at a time, in call order (`_calls`).
 
         Per call: the fusion's proposals (they name codes the graph must decode), the graph
@@ -391,7 +332,7 @@ class OnnxPredictor:
         fetch = list(GRAPH_OUTPUTS) if with_attention else [GRAPH_OUTPUTS[0]]
         if with_shortlist:
             fetch += SHORTLIST_OUTPUTS
-        pending: _PendingCall | None = None
+        pending: PendingCall | None = None
         for members in self._calls([len(note) for note in notes]):
             call_texts = [texts[i] for i in members.tolist()]
             call_notes = [notes[i] for i in members.tolist()]
@@ -405,7 +346,7 @@ class OnnxPredictor:
                 fused = self._fusion.fuse(call_texts, proposals, self._beside)
             if pending is not None:
                 yield pending.done()
-            pending = _PendingCall(members, call_notes, forced, fetch, outputs, fused)
+            pending = PendingCall(members, call_notes, forced, fetch, outputs, fused)
         if pending is not None:
             yield pending.done()
 
@@ -473,7 +414,7 @@ class OnnxPredictor:
         text: str,
         note: TokenizedNote,
         probabilities: np.ndarray,
-        evidence: _NoteAttention,
+        evidence: NoteAttention,
         signals: NoteSignals | None,
         top_k: int | None,
     ) -> list[CodePrediction]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _WORD = re.compile(r"[a-z0-9]+")
 # Folded Spanish and English function words: never the start or end of a mined phrase, never
@@ -40,9 +40,9 @@ def fold(text: str) -> str:
     return text.translate(_FOLD_TABLE)
 
 
-@dataclass(frozen=True, slots=True)
-class Word:
-    """A folded word and where it sits in the original text, [start, end)."""
+class Word(NamedTuple):
+    """A folded word and where it sits in the original text, [start, end) (a tuple: a note has
+    hundreds, and a frozen dataclass cost more to build than finding them)."""
 
     text: str
     start: int

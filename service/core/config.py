@@ -119,7 +119,7 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         description="cores one inference uses: ONNX Runtime intra-op threads, one fewer with a "
-        "fused bundle, whose fusion runs on its own thread beside the graph (unset: every core)",
+        "fused bundle, whose fusion's Python runs beside the graph (unset: every core)",
     )
     max_concurrent_inferences: int = Field(
         default=2, ge=1, description="inferences run at once; further requests wait"

@@ -223,15 +223,16 @@ class ContextRules:
         word, each no longer than the longest phrase: linear in the note for fixed lists.
         """
         matches: list[tuple[int, int, _Phrase]] = []
+        folded = [token.folded for token in tokens]
         index = 0
         while index < len(tokens):
             found = None
-            for words, phrase in self._by_first_word.get(tokens[index].folded, ()):
+            for words, phrase in self._by_first_word.get(folded[index], ()):
                 stop = index + len(words)
                 if (
                     stop <= len(tokens)
                     and not any(breaks[index + 1 : stop])
-                    and all(tokens[index + k].folded == words[k] for k in range(1, len(words)))
+                    and tuple(folded[index:stop]) == words
                 ):
                     found = (index, stop, phrase)
                     break

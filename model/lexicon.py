@@ -129,17 +129,17 @@ class MentionTrie(_SpanMatcher):
         Each start walks the trie only while the words continue a known mention, so the cost is
         the note's length times the typical (short) walk, never the lexicon's size.
         """
+        texts = [word.text for word in note_words]
         longest: list[tuple[int, int, tuple[str, ...]]] = []
-        for first in range(len(note_words)):
-            node = self._root
+        for first, word in enumerate(texts):
+            node = self._root.get(word)  # most words start no mention: one look-up each
             found: tuple[int, tuple[str, ...]] | None = None
-            for last in range(first, len(note_words)):
-                next_node = node.get(note_words[last].text)
-                if next_node is None:
-                    break
-                node = next_node
+            last = first
+            while node is not None:
                 if _END in node:
                     found = (last + 1, node[_END])
+                last += 1
+                node = node.get(texts[last]) if last < len(texts) else None
             if found is not None:
                 longest.append((first, found[0], found[1]))
         maximal: list[tuple[int, int, tuple[str, ...]]] = []

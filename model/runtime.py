@@ -72,11 +72,11 @@ class OnnxPredictor:
 
     `threads` is how many cores one call may use (None: ONNX Runtime's default, one intra-op
     thread per physical core, for a bundle without fusion; every usable core with fusion). A fused
-    bundle on two or more threads runs the graph on the others, on a thread of its own, while the
-    calling thread reads the notes' context, evidence spans and combiner, and a request of
-    several notes is a pipeline of graph calls (`model.overlap`): the fusion's Python needs
-    about as long as the graph on one thread (D-en int8 demo on 2 cores, without highlights:
-    15.4 -> 11.1 ms per note; docs/BENCHMARKS.md has the served path).
+    bundle on two or more threads runs the graph (on the others) and the combiner on a thread of
+    their own while the calling thread reads the notes' context, evidence spans and feature rows,
+    and a request of several notes is a pipeline of graph calls (`model.overlap`): the fusion's
+    Python needs about as long as the graph on one thread (docs/BENCHMARKS.md has the served
+    path, batch 1 and 16).
     `shortlist_size` overrides the bundle's S (codes decoded per note) for a bundle with a
     shortlist, so one bundle can be served, and measured, at several S (>= the number of
     network codes: full decoding). Safe to call from several threads at once: the session and

@@ -131,11 +131,17 @@ def timed_rounds(
     return {name: [statistics.median(times) for times in per_note[name]] for name in names}
 
 
+def whole_requests(notes: list[str], size: int) -> list[list[str]]:
+    """The notes as requests of `size`, in note order; the remainder that fills no request is
+    left out, so every request is timed at the same size."""
+    return [notes[i : i + size] for i in range(0, len(notes) - size + 1, size)]
+
+
 def batch_calls(
     predictors: dict[str, OnnxPredictor], notes: list[str], top_k: int, size: int
 ) -> dict[str, list[Callable[[], object]]]:
     """Per path, one call per request of `size` notes (whole requests only, in note order)."""
-    groups = [notes[i : i + size] for i in range(0, len(notes) - size + 1, size)]
+    groups = whole_requests(notes, size)
     return {
         f"{name}, batch {size}": [
             partial(predictor.predict, group, top_k=top_k) for group in groups
@@ -151,7 +157,7 @@ def paired_batch_ratios(
     the same notes' one-by-one calls timed right after it, the median over `rounds` passes.
     Pairing each request with its own notes' single calls keeps a slow spell of the machine from
     falling on one side only (this VM's speed drifts by a third between minutes)."""
-    groups = [notes[i : i + size] for i in range(0, len(notes) - size + 1, size)]
+    groups = whole_requests(notes, size)
     ratios: dict[str, list[list[float]]] = {name: [[] for _ in groups] for name in predictors}
     for _ in range(rounds):
         for name, predictor in predictors.items():

@@ -25,7 +25,8 @@ from pathlib import Path
 from _common import command_line, load_average, markdown_table
 
 from model.bundle import load_bundle
-from model.fusion import EVIDENCE_PRIORITY, FusedScorer, span_sources
+from model.fusion import FusedScorer
+from model.lexicon_evidence import EVIDENCE_PRIORITY, span_sources
 from model.prediction import CodePrediction
 from model.runtime import OnnxPredictor
 from training.corpora.base import Document, EvidenceReference, EvidenceSpan

@@ -11,7 +11,7 @@ context rules. Prints one Markdown row per variant, MAP in both conventions. Usa
 With `--evidence` (Spanish: the X offsets point into the Spanish text) each variant is also scored
 as the served bundle's evidence is: thresholds tuned on the dev scores (training/thresholds.py,
 as `plant-icd train` tunes them), the codes above them with their lexicon evidence
-(`FusedScorer.evidence`), CodiEsp-X precision/recall/F1 and hit@1 (training/evidence.py). The
+(`model.lexicon_evidence`), CodiEsp-X precision/recall/F1 and hit@1 (training/evidence.py). The
 served demo bundle adds the network's ranking of codes no branch proposes and attention phrases
 for codes without a lexicon match. `--codes DP` runs D and P and adds the combined X row.
 """
@@ -28,7 +28,8 @@ import numpy as np
 from _common import command_line, load_average, markdown_table
 
 from model.context import ContextRules
-from model.fusion import FEATURES, FeatureBuilder, FusedScorer
+from model.fusion import FEATURES, FeatureBuilder, demote_negated_only
+from model.lexicon_evidence import lexicon_evidence
 from model.prediction import sigmoid
 from training.corpora.base import Document, EvidenceReference
 from training.corpora.codiesp import locate_codiesp, read_codiesp_references
@@ -42,6 +43,7 @@ from training.fusion import (
     corpus_catalogue,
     fit_combiner,
     fusion_documents,
+    negated_only_factor,
     out_of_fold_rows,
     score_rows,
 )
@@ -58,6 +60,7 @@ VARIANTS = {
     "without evidence snapping": {"snap": False},
     "without mined n-grams": {"mined": False},
     "without evidence spans (mined + catalogue)": {"evidence": False},
+    "without negation demotion": {"negated_only_factor": 1.0},
 }
 
 
@@ -72,7 +75,7 @@ def ranked_codes(rows: FusionRows, scores: np.ndarray, n_notes: int) -> list[lis
 def served_evidence(
     builder: FeatureBuilder,
     rows: FusionRows,
-    scores: np.ndarray,
+    probabilities: np.ndarray,
     train: list[Document],
     dev: list[Document],
     label: str,
@@ -84,13 +87,13 @@ def served_evidence(
     )
     column = {code: index for index, code in enumerate(codes)}
     matrix = np.zeros((len(dev), len(codes)))  # (N, C): codes no branch proposes score 0
-    matrix[rows.note_index, [column[code] for code in rows.codes]] = sigmoid(scores)
+    matrix[rows.note_index, [column[code] for code in rows.codes]] = probabilities
     thresholds = tune_thresholds(known_gold_matrix(dev, codes), matrix).per_code
     predicted: list[CodeEvidence] = []
     for note, document in enumerate(dev):
         above = np.flatnonzero(matrix[note] >= thresholds)
         ranked = [codes[index] for index in above[np.argsort(-matrix[note][above], kind="stable")]]
-        evidence = FusedScorer.evidence(builder.signals(document.text), document.text, ranked)
+        evidence = lexicon_evidence(builder.signals(document.text), document.text, ranked)
         predicted += [
             CodeEvidence(
                 document.id,
@@ -118,7 +121,12 @@ def run_variant(
     booster = fit_combiner(out_of_fold_rows(train, settings, catalogue, context=context), settings)
     builder = build_features(train, settings, catalogue, context)
     rows = score_rows(builder, dev)
-    scores = booster.predict(rows.features, raw_score=True)
+    # As the bundle serves them (FusedScorer.probabilities).
+    scores = demote_negated_only(
+        sigmoid(booster.predict(rows.features, raw_score=True)),
+        rows.features,
+        negated_only_factor(spec, settings),
+    )
     gold = [list(document.codes) for document in dev]
     ranked = ranked_codes(rows, scores, len(dev))
     lexicon_column = FEATURES.index("evidence_noisy_or")

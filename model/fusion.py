@@ -8,7 +8,7 @@ combiner sees at serving time exactly the features it was fitted on.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from model.bundle import Bundle, BundleError
 from model.context import ContextFlags, ContextRules
 from model.lexicon import SOURCES, Match, MentionLexicon, MentionLink, links_by_code, noisy_or
 from model.neighbours import CodeVotes, NeighbourIndex
-from model.prediction import Highlight, sigmoid
+from model.prediction import sigmoid
 from model.text import Word, lexicon_words
 
 _SOURCE_FEATURES = (
@@ -52,11 +52,18 @@ NEIGHBOURS_K = 20
 # Codes only the neighbours propose that a bundle whose combiner does not read the network still
 # has decoded, for their attention evidence (FusedScorer.candidate_columns).
 NEIGHBOUR_ATTENTION_CODES = 20
-# Which lexicon source makes the better first evidence item (FusedScorer.evidence): the coders'
-# own spans, whole or discontinuous (heaviest first between them), then catalogue titles, mined
-# n-grams, and last pieces of coders' spans (too short to contain the coders' reference: on D-es
-# dev 9% of them met the X rule as first item, mined 70%).
-EVIDENCE_PRIORITY = {"split": 0, "evidence": 0, "catalogue": 1, "mined": 2, "partial": 3}
+_NEGATED_SHARE = FEATURES.index("negated_share")
+
+
+def demote_negated_only(probabilities: np.ndarray, rows: np.ndarray, factor: float) -> np.ndarray:
+    """`probabilities` (K,) of candidates with feature `rows` (K, F), those whose every lexicon
+    match is negated ("denies chest pain") scaled by `factor`: a code a note rules out ranks
+    below the codes it affirms. Candidates no lexicon match names have no negated share and
+    keep their probability."""
+    if factor == 1.0:
+        return probabilities
+    negated_only = rows[:, _NEGATED_SHARE] >= 1.0  # (K,)
+    return np.where(negated_only, probabilities * np.float32(factor), probabilities)
 
 
 @dataclass(frozen=True)
@@ -343,6 +350,7 @@ class FusedScorer:
         self._n_network = metadata.n_network_codes
         self._network_candidates = int(info["network_candidates"])
         self._uses_network = bool(info["uses_network"])
+        self._negated_only_factor = float(info.get("negated_only_factor", 1.0))
 
     @property
     def n_codes(self) -> int:
@@ -410,12 +418,19 @@ class FusedScorer:
         be scored in one call, each row alone."""
         return self._combiner.margins(rows)
 
+    def probabilities(self, rows: np.ndarray, margins: np.ndarray) -> np.ndarray:
+        """Fused probabilities float32 (R,) of feature rows (R, F) from their `margins` (R,):
+        the combiner's sigmoid, candidates whose every lexicon match is negated demoted by the
+        bundle's `negated_only_factor`."""
+        return demote_negated_only(sigmoid(margins), rows, self._negated_only_factor)
+
     def candidate_scores(
         self, signals: NoteSignals, logits: np.ndarray | None = None
     ) -> CandidateScores:
-        """The combiner's probabilities of a note's candidates (`candidate_rows`)."""
+        """The fused probabilities of a note's candidates (`candidate_rows`)."""
         found = self.candidate_rows(signals, logits)
-        return CandidateScores(found.columns, sigmoid(self.margins(found.rows)))
+        margins = self.margins(found.rows)
+        return CandidateScores(found.columns, self.probabilities(found.rows, margins))
 
     def place(self, candidates: CandidateScores, logits: np.ndarray) -> np.ndarray:
         """Probabilities float32 (C,) over the label space: the candidates' own, every other
@@ -427,67 +442,3 @@ class FusedScorer:
         scores[: self._n_network] = 0.5 * floor * sigmoid(logits)
         scores[candidates.columns] = fused
         return scores
-
-    @staticmethod
-    def evidence(
-        signals: NoteSignals, text: str, codes: Collection[str] | None = None
-    ) -> dict[str, list[Highlight]]:
-        """Per code (of `codes`, default every code a match names), the lexicon matches that
-        name it, with their context flags, best first; one item per span (the same phrase from
-        two sources keeps its best weight).
-
-        Best first: phrases coders marked in training notes (whole, or in parts with other
-        words between them, the span running from the first part to the last), then catalogue
-        titles, then mined n-grams (words that co-occur with the code, such as a section
-        heading, are weaker evidence however precise), then pieces of coders' phrases (too short
-        to hold the whole reference); heaviest first within each, then in text order."""
-        best: dict[str, dict[tuple[int, int], Highlight]] = {}
-        sources = span_sources(signals, codes)
-        for match, flags, key in zip(
-            signals.matches, signals.flags, signals.evidence_spans(), strict=True
-        ):
-            for link in match.links:
-                if codes is not None and link.code not in codes:
-                    continue  # a response shows the top codes; most matches name none of them
-                items = best.setdefault(link.code, {})
-                if key in items and items[key].weight >= link.weight:
-                    continue
-                items[key] = Highlight(
-                    start=key[0],
-                    end=key[1],
-                    text=text[key[0] : key[1]],
-                    weight=link.weight,
-                    source="lexicon",
-                    negated=flags.negated,
-                    hypothetical=flags.hypothetical,
-                    family=flags.family,
-                )
-        ordered: dict[str, list[Highlight]] = {}
-        for code, items in best.items():
-            ranked = sorted(
-                (_evidence_rank(sources[(code, *key)]), -item.weight, item.start, item.end, item)
-                for key, item in items.items()
-            )
-            ordered[code] = [item for *_, item in ranked]
-        return ordered
-
-
-def _evidence_rank(source: str) -> int:
-    return EVIDENCE_PRIORITY.get(source, len(EVIDENCE_PRIORITY))
-
-
-def span_sources(
-    signals: NoteSignals, codes: Collection[str] | None = None
-) -> dict[tuple[str, int, int], str]:
-    """(code, start, end) -> the lexicon source an evidence item ranks by
-    (`FusedScorer.evidence`): the best, by EVIDENCE_PRIORITY, of the sources whose matches show
-    that span for that code; only codes in `codes` when given."""
-    sources: dict[tuple[str, int, int], str] = {}
-    for match, (start, end) in zip(signals.matches, signals.evidence_spans(), strict=True):
-        for link in match.links:
-            if codes is not None and link.code not in codes:
-                continue
-            key = (link.code, start, end)
-            if key not in sources or _evidence_rank(match.source) < _evidence_rank(sources[key]):
-                sources[key] = match.source
-    return sources

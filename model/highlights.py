@@ -170,7 +170,7 @@ def merge_evidence(
     lexicon: Sequence[Highlight], attention: Sequence[Highlight], limit: int | None = None
 ) -> list[Highlight]:
     """One ranked evidence list for a code: lexicon matches first, in the order given (a phrase
-    that named the code in training notes is what a coder marks; `FusedScorer.evidence` orders
+    that named the code in training notes is what a coder marks; `model.lexicon_evidence` orders
     them), then the attention phrases that overlap none of them."""
     ranked = list(lexicon)
     for item in attention:

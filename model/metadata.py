@@ -54,15 +54,21 @@ class CodeEntry(TypedDict):
     description: str
 
 
-class FusionInfo(TypedDict):
-    """The fused model's parts beside the graph (model/fusion.py reads them)."""
-
+class _FusionKeys(TypedDict):
     files: dict[str, str]  # file name in the bundle -> sha256: lexicon, neighbours, combiner
     features: list[str]  # the combiner's input columns, in order (model.fusion.FEATURES)
     context_language: str | None  # context rules (negation...) applied to lexicon matches
     network_candidates: int  # the network's top codes added to each note's candidates
     uses_network: bool  # whether the combiner reads the network logit
     report: dict[str, Any]  # out-of-fold fitting figures
+
+
+class FusionInfo(_FusionKeys, total=False):
+    """The fused model's parts beside the graph (model/fusion.py reads them)."""
+
+    # A candidate every lexicon match of which is negated scores this share of the combiner's
+    # probability (model.fusion.demote_negated_only); absent: 1, no demotion.
+    negated_only_factor: float
 
 
 class ShortlistInfo(TypedDict):
@@ -269,9 +275,16 @@ class BundleMetadata(ModelMetadata):
                 "there is no fusion section to score the rest: re-export the bundle"
             )
         if self.fusion is not None:
-            missing = sorted(set(FusionInfo.__annotations__) - set(self.fusion))
-            if missing:
-                raise BundleError(f"bundle metadata fusion lacks {missing}: re-export the bundle")
+            _check_section("fusion", self.fusion, FusionInfo)
+            factor = self.fusion.get("negated_only_factor", 1.0)
+            if isinstance(factor, bool) or not isinstance(factor, int | float):
+                raise BundleError(
+                    f"bundle metadata fusion negated_only_factor {factor!r} must be a number"
+                )
+            if not 0.0 <= factor <= 1.0:
+                raise BundleError(
+                    f"bundle metadata fusion negated_only_factor {factor} must lie in [0, 1]"
+                )
         self._check_serving_options()
 
     def _check_serving_options(self) -> None:

@@ -23,7 +23,6 @@ from typing import TypeVar
 import numpy as np
 
 from model.fusion import CandidateScores, FusedScorer, NoteProposals, NoteSignals
-from model.prediction import sigmoid
 
 # Session runs beside their callers' Python at once (requests served side by side, each with its
 # graph call and combiner call); more wait their turn.
@@ -81,6 +80,7 @@ class CallFusion:
 
     signals: list[NoteSignals]
     columns: list[np.ndarray] | None  # per note, (K_i,) int64
+    rows: np.ndarray | None  # (sum K_i, F) float32, the notes' feature rows in turn
     margins: Callable[[], np.ndarray] | None  # waits for float32 (sum K_i,), notes in turn
 
 
@@ -104,11 +104,11 @@ class RuntimeFusion:
             scorer.signals(text, found) for text, found in zip(texts, proposals, strict=True)
         ]
         if scorer.needs_logits:
-            return CallFusion(signals, None, None)
+            return CallFusion(signals, None, None, None)
         found = [scorer.candidate_rows(note) for note in signals]
         rows = np.concatenate([note.rows for note in found])  # (sum K_i, F)
         margins = combiner.start(partial(scorer.margins, rows))
-        return CallFusion(signals, [note.columns for note in found], margins)
+        return CallFusion(signals, [note.columns for note in found], rows, margins)
 
     def probabilities(self, logits: np.ndarray, fused: CallFusion) -> np.ndarray:
         """Scores float32 (N, C) over the label space from the network's logits (N, C_network)
@@ -119,12 +119,12 @@ class RuntimeFusion:
         return scores
 
     def _candidates(self, logits: np.ndarray, fused: CallFusion) -> list[CandidateScores]:
-        if fused.columns is None or fused.margins is None:  # the combiner reads the network
-            return [
+        if fused.columns is None or fused.rows is None or fused.margins is None:
+            return [  # the combiner reads the network
                 self.scorer.candidate_scores(signals, note_logits)
                 for signals, note_logits in zip(fused.signals, logits, strict=True)
             ]
-        probabilities = sigmoid(fused.margins())
+        probabilities = self.scorer.probabilities(fused.rows, fused.margins())
         ends = np.cumsum([len(columns) for columns in fused.columns])
         return [
             CandidateScores(columns, part)

@@ -26,6 +26,7 @@ from model.highlights import (
     merge_evidence,
     word_spans,
 )
+from model.lexicon_evidence import lexicon_evidence
 from model.metadata import GRAPH_INPUTS, GRAPH_OUTPUTS, SHORTLIST_INPUTS, SHORTLIST_OUTPUTS
 from model.overlap import CallFusion, RuntimeFusion, SessionThread, usable_cores
 from model.prediction import CodePrediction, Highlight, best_first, sigmoid
@@ -424,7 +425,7 @@ class OnnxPredictor:
         if signals is not None:
             # Only the codes shown: most matches name codes far down the ranking.
             shown = None if top_k is None else {self._codes[c] for c in ranking.tolist()}
-            matched = FusedScorer.evidence(signals, text, shown)
+            matched = lexicon_evidence(signals, text, shown)
         attention_row = {int(code): k for k, code in enumerate(evidence.top_codes.tolist())}
         words = word_spans(text)  # once per note, not per code
         ranked: list[CodePrediction] = []

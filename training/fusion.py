@@ -55,6 +55,12 @@ class FusionSettings:
     # training/fold_networks.py: k more fine-tunings, so the `full` preset only).
     network: bool = False
     network_candidates: int = 0  # the network's top codes added to each note's candidates
+    # A diagnosis every lexicon match of which is negated scores this share of its probability
+    # (model.fusion.demote_negated_only): a note that rules a finding out does not suggest it
+    # first. CodiEsp's coders code negated findings, so there it costs a little (0.5: D-es dev
+    # MAP -0.001; docs/BENCHMARKS.md). Procedure label spaces are never demoted: "TAC negativo"
+    # negates the finding, not the scan.
+    negated_only_factor: float = 0.5
 
 
 @dataclass
@@ -340,6 +346,16 @@ def corpus_catalogue(spec: CorpusSpec) -> Phrases | None:
     return catalogue_phrases(descriptions) if descriptions else None
 
 
+DIAGNOSIS_SYSTEMS = frozenset({CodeSystem.ICD10_CM, CodeSystem.ICD9_CM})
+
+
+def negated_only_factor(spec: CorpusSpec, settings: FusionSettings) -> float:
+    """The demotion of negated-only candidates a bundle of `spec`'s codes serves with: the
+    settings' where every code is a diagnosis, else none (1.0)."""
+    diagnoses = set(spec.code_systems) <= DIAGNOSIS_SYSTEMS
+    return settings.negated_only_factor if diagnoses else 1.0
+
+
 def fit_fusion(
     train_docs: Sequence[Document],
     spec: CorpusSpec,
@@ -379,6 +395,7 @@ def fit_fusion(
         "context_language": language,
         "network_candidates": settings.network_candidates if network_logits else 0,
         "uses_network": network_logits is not None,
+        "negated_only_factor": negated_only_factor(spec, settings),
         "report": {
             "folds": settings.folds,
             "rows": len(rows.labels),

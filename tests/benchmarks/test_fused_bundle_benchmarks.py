@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from model.fusion import EVIDENCE_PRIORITY
+from model.lexicon_evidence import EVIDENCE_PRIORITY
 from tests.benchmarks.conftest import run_script, table_rows
 from tests.model.bundle_factory import add_fusion
 from tests.model.shortlist_bundle import build_shortlist_bundle

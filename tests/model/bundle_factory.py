@@ -241,12 +241,18 @@ FUSION_ONLY_CODES = {"K35.80": "apendicitis aguda"}
 
 
 def add_fusion(
-    bundle_dir: str | Path, *, context_language: str | None = "es", uses_network: bool = False
+    bundle_dir: str | Path,
+    *,
+    context_language: str | None = "es",
+    uses_network: bool = False,
+    negated_only_factor: float | None = None,
 ) -> Path:
     """Turn a tiny bundle into a fused one: every keyword of DEFAULT_CODES and each phrase of
     FUSION_ONLY_CODES is a lexicon mention (weight 0.8), and the combiner scores a candidate
     high exactly when a lexicon match names it (evidence_max_weight > 0.5). `uses_network`: the
-    bundle says its combiner reads the network's logit (the tree still splits on the lexicon)."""
+    bundle says its combiner reads the network's logit (the tree still splits on the lexicon).
+    `negated_only_factor`: the bundle's demotion of negated-only candidates (None: not recorded,
+    as in bundles written before it existed)."""
     from model.bundle import load_bundle
     from model.fusion import COMBINER_FILE, FEATURES, LEXICON_FILE, NEIGHBOURS_FILE
     from model.lexicon import MentionLexicon, MentionLink, MentionTrie
@@ -291,6 +297,8 @@ def add_fusion(
             "report": {},
         },
     }
+    if negated_only_factor is not None:
+        metadata["fusion"]["negated_only_factor"] = negated_only_factor
     write_bundle(
         bundle_dir,
         BundleMetadata.from_dict(metadata),

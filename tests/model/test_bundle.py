@@ -147,6 +147,12 @@ def _rewrite(bundle_dir: Path, **changes: Any) -> None:
     path.write_text(json.dumps(raw), encoding="utf-8")
 
 
+def _fusion(**extra: Any) -> dict[str, Any]:
+    """A fusion section with no files, plus `extra` keys."""
+    keys = ("files", "features", "context_language", "network_candidates", "uses_network")
+    return dict(zip(keys, ({}, [], None, 0, False), strict=True)) | {"report": {}} | extra
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -171,6 +177,9 @@ def _rewrite(bundle_dir: Path, **changes: Any) -> None:
         ({"precision": "fp16"}, r"precision 'fp16' is not one of \['fp32', 'int8'\]"),
         ({"shortlist": {"size": 0, "min_train_notes": 0}}, "size=0 must be positive"),
         ({"shortlist": {"size": 8}}, r"shortlist lacks \['min_train_notes'\]"),
+        ({"fusion": _fusion(negated_only_factor=2)}, "negated_only_factor 2 must lie in"),
+        ({"fusion": _fusion(negated_only_factor=True)}, "negated_only_factor True must be a"),
+        ({"fusion": _fusion(surprise=1)}, r"fusion lacks \[\] or has unknown keys \['surprise'\]"),
     ],
 )
 def test_bad_metadata_is_rejected(

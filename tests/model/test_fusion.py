@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from model.bundle import BundleError, load_bundle
-from model.context import ContextFlags
 from model.fusion import FusedScorer, NoteSignals
-from model.lexicon import Match, MentionLink
 from model.overlap import SessionThread
 from model.runtime import PIPELINE_NOTES, OnnxPredictor
 from tests.model.bundle_factory import FUSION_ONLY_CODES, add_fusion, build_tiny_bundle
@@ -54,6 +52,40 @@ def test_a_negated_match_is_marked(fused_dir: Path) -> None:
     cough = [h for h in by_code["R05"].highlights if h.source == "lexicon"]
     assert [h.negated for h in fever] == [True]
     assert [h.negated for h in cough] == [False]
+
+
+@pytest.mark.parametrize("uses_network", [False, True])
+def test_a_code_whose_every_match_is_negated_drops_below_the_affirmed_ones(
+    tmp_path: Path, uses_network: bool
+) -> None:
+    """Both codes have one lexicon match and the same combiner score; the one the note rules
+    out keeps a quarter of it and ranks second. A code also affirmed elsewhere keeps its score.
+    The same with a combiner reading the network (scored per note once the graph is done)."""
+    bundles = [
+        add_fusion(build_tiny_bundle(tmp_path / name), uses_network=uses_network, **extra)
+        for name, extra in (("plain", {}), ("demoting", {"negated_only_factor": 0.25}))
+    ]
+    plain, demoting = (OnnxPredictor(bundle, threads=2) for bundle in bundles)
+    codes = list(plain.codes)
+    fever, cough = codes.index("R50.9"), codes.index("R05")
+    denied = "El paciente niega fiebre. Refiere tos."
+    also_affirmed = "El paciente niega fiebre al ingreso. Fiebre y tos al tercer día."
+    before, after = plain.scores([denied, also_affirmed]), demoting.scores([denied, also_affirmed])
+    assert after[0, fever] == pytest.approx(0.25 * before[0, fever])
+    assert after[0, cough] == before[0, cough] == before[0, fever]
+    np.testing.assert_array_equal(after[1], before[1])
+    (ranked,) = demoting.predict([denied])
+    assert [p.code for p in ranked[:2]] == ["R05", "R50.9"]
+    assert [h.negated for h in ranked[1].highlights if h.source == "lexicon"] == [True]
+
+
+def test_a_bundle_without_the_demotion_setting_demotes_nothing(fused_dir: Path) -> None:
+    """Bundles written before the setting existed serve as they did (factor 1)."""
+    assert "negated_only_factor" not in (load_bundle(fused_dir).metadata.fusion or {})
+    predictor = OnnxPredictor(fused_dir, threads=1)
+    codes = list(predictor.codes)
+    (scores,) = predictor.scores(["El paciente niega fiebre. Refiere tos."])
+    assert scores[codes.index("R50.9")] == scores[codes.index("R05")]
 
 
 def test_a_changed_fusion_file_fails_the_checksum(fused_dir: Path, tmp_path: Path) -> None:
@@ -160,37 +192,3 @@ def test_the_network_alone_can_be_served_from_a_fused_bundle(fused_dir: Path) ->
     assert scores[-1] == 0.0  # K35.80: only the fusion can propose it
     (ranked,) = alone.predict(["Fiebre y tos."], top_k=2)
     assert all(h.source == "attention" for code in ranked for h in code.highlights)
-
-
-def test_evidence_puts_the_coders_phrases_before_heavier_mined_ngrams() -> None:
-    text = "Antecedentes de interés: hipertensión arterial. Fumador."
-    heading = (0, 23)  # "Antecedentes de interés": co-occurs with the code, never marked for it
-    mention = (25, 46)  # "hipertensión arterial": coders marked it in training notes
-    matches = [
-        Match("mined", *heading, 3, (MentionLink("I10", 0.9, 20, 18),)),
-        Match("evidence", *mention, 2, (MentionLink("I10", 0.6, 10, 6),)),
-        Match("catalogue", *mention, 2, (MentionLink("I10", 0.3, 10, 3),)),
-        Match(
-            "mined", 48, 55, 1, (MentionLink("I10", 0.95, 5, 5), MentionLink("F17.210", 0.5, 5, 2))
-        ),
-    ]
-    signals = NoteSignals(matches, [ContextFlags() for _ in matches], {})
-    evidence = FusedScorer.evidence(signals, text)
-    spans = [(item.start, item.end) for item in evidence["I10"]]
-    assert spans == [mention, (48, 55), heading]  # coders' span first; mined by weight after
-    assert evidence["I10"][0].weight == 0.6  # the best weight of that span's sources
-    assert [item.text for item in evidence["F17.210"]] == ["Fumador"]
-    shown = FusedScorer.evidence(signals, text, {"F17.210"})
-    assert shown == {"F17.210": evidence["F17.210"]}  # only the codes asked for
-
-
-def test_a_piece_of_a_coders_phrase_comes_after_every_whole_mention() -> None:
-    text = "Hepatitis cronica por virus C"
-    matches = [
-        Match("partial", 0, 17, 2, (MentionLink("B18.2", 0.9, 10, 9),)),
-        Match("mined", 18, 29, 3, (MentionLink("B18.2", 0.4, 10, 4),)),
-    ]
-    signals = NoteSignals(matches, [ContextFlags() for _ in matches], {})
-    evidence = FusedScorer.evidence(signals, text)["B18.2"]
-    # Too short to contain the coders' reference, however precise: last.
-    assert [item.text for item in evidence] == ["por virus C", "Hepatitis cronica"]

@@ -6,11 +6,13 @@ import pytest
 import training.fusion as fusion
 from model.fusion import FEATURES, Combiner
 from training.corpora.base import Document, EvidenceSpan
+from training.datasets import CorpusSpec
 from training.fusion import (
     FusionSettings,
     export_combiner,
     fit_combiner,
     fold_of,
+    negated_only_factor,
     out_of_fold_rows,
 )
 
@@ -82,3 +84,11 @@ def test_the_exported_combiner_equals_lightgbm(tmp_path: Path) -> None:
     expected = booster.predict(features, raw_score=True)
     assert np.allclose(exported, expected, atol=1e-5)
     assert np.corrcoef(exported, labels)[0, 1] > 0.5
+
+
+@pytest.mark.parametrize(("codes", "factor"), [("D", 0.4), ("P", 1.0), ("DP", 1.0)])
+def test_only_diagnosis_label_spaces_demote_negated_only_codes(codes: str, factor: float) -> None:
+    """A negated finding is not coded as a diagnosis, but "TAC negativo" still means the scan
+    was done: procedure codes (and label spaces mixing them in) are never demoted."""
+    spec = CorpusSpec("codiesp", "unused", lang="es", codes=codes)
+    assert negated_only_factor(spec, FusionSettings(negated_only_factor=0.4)) == factor

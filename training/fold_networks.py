@@ -8,7 +8,9 @@ trained on the other folds with the run's own recipe, and it scores the held-out
 * mutual information, the L2R planting (from the kept notes' evidence) and fine-tuning use the
   kept notes only, with the label space of the run, so a logit column means the same code;
 * fine-tuning runs the epoch counts the run's own network selected on dev, like a final refit
-  (no split is scored to stop early).
+  (no split is scored to stop early);
+* a code none of the kept notes carries gets no logit (NaN in the combiner's row), as the served
+  network has none for a code training never saw.
 
 Each fold's stages go through the stage cache under keys of their own.
 """
@@ -82,6 +84,18 @@ def fold_network_logits(state: RunState) -> NetworkLogits:
             state.ctx.device,
         )  # (len(scored), C)
         state.seconds.update({f"fusion/fold-{fold}/{k}": v for k, v in sub.seconds.items()})
-        return [dict(zip(state.codes, row.tolist(), strict=True)) for row in values]
+        # A code no kept note carries gets no logit, as a code the served network never saw
+        # has none. Otherwise the only rows without a logit are catalogue codes of no training
+        # note, never positive, and the combiner learns "no logit: not the code", which at
+        # serving is every unseen code (docs/BENCHMARKS.md).
+        carried = {code for document in kept for code in document.codes}
+        return [
+            {
+                code: value
+                for code, value in zip(state.codes, row.tolist(), strict=True)
+                if code in carried
+            }
+            for row in values
+        ]
 
     return logits

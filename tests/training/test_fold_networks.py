@@ -19,17 +19,22 @@ from training.datasets import CorpusSpec
 from training.plant import TrainOptions, run_training
 from training.presets import preset
 
+# The bundle; per fold (ids trained on, ids scored); per fold (codes with a logit, codes carried).
+FoldRecord = tuple[Path, list[tuple[set[str], set[str]]], list[tuple[set[str], set[str]]]]
+
 
 @pytest.fixture(scope="module")
 def fused_with_network(
     tmp_path_factory: pytest.TempPathFactory, synthetic_codiesp: Path
-) -> tuple[Path, list[tuple[set[str], set[str]]]]:
-    """A tiny bundle whose combiner reads out-of-fold networks; and, per fold, the ids the fold's
-    network trained on and the ids it scored."""
+) -> FoldRecord:
+    """A tiny bundle whose combiner reads out-of-fold networks; per fold, the ids the fold's
+    network trained on and the ids it scored; and per fold, the codes its logits name and the
+    codes its kept notes carry."""
     root = tmp_path_factory.mktemp("fold-networks")
     tiny = preset("tiny")
     settings = replace(tiny.fusion, network=True, network_candidates=2)
     seen: list[tuple[set[str], set[str]]] = []
+    named: list[tuple[set[str], set[str]]] = []
     original = fold_networks.fold_state
 
     def recording_fold_state(state, kept, fold):  # type: ignore[no-untyped-def]
@@ -45,6 +50,9 @@ def fused_with_network(
         def logits(kept, scored):  # type: ignore[no-untyped-def]
             values = inner(kept, scored)
             seen[-1][1].update(doc.id for doc in scored)
+            named.append(
+                ({code for row in values for code in row}, {c for doc in kept for c in doc.codes})
+            )
             return values
 
         return logits
@@ -60,13 +68,13 @@ def fused_with_network(
         )
     finally:
         patch.undo()
-    return root / "bundle", seen
+    return root / "bundle", seen, named
 
 
 def test_each_fold_network_never_trains_on_the_notes_it_scores(
-    fused_with_network: tuple[Path, list[tuple[set[str], set[str]]]],
+    fused_with_network: FoldRecord,
 ) -> None:
-    _, seen = fused_with_network
+    _, seen, _ = fused_with_network
     assert len(seen) == preset("tiny").fusion.folds
     scored_everywhere: set[str] = set()
     for trained_on, scored in seen:
@@ -77,9 +85,9 @@ def test_each_fold_network_never_trains_on_the_notes_it_scores(
 
 
 def test_the_combiner_reads_the_network_logit(
-    fused_with_network: tuple[Path, list[tuple[set[str], set[str]]]],
+    fused_with_network: FoldRecord,
 ) -> None:
-    bundle_dir, _ = fused_with_network
+    bundle_dir, _, _ = fused_with_network
     metadata = load_bundle(bundle_dir).metadata
     assert metadata.fusion is not None
     assert metadata.fusion["uses_network"] is True
@@ -92,3 +100,14 @@ def test_the_combiner_reads_the_network_logit(
     (trees,) = combiner.graph.node
     (split_features,) = [attr.ints for attr in trees.attribute if attr.name == "nodes_featureids"]
     assert FEATURES.index("network_logit") in split_features  # the trees do split on it
+
+
+def test_a_code_no_kept_note_carries_gets_no_logit(
+    fused_with_network: FoldRecord,
+) -> None:
+    """As the served network has no logit for a code training never saw, a fold network has none
+    for a code its kept notes never carry, so "no logit" means the same in fitting and serving."""
+    _, _, named = fused_with_network
+    assert len(named) == preset("tiny").fusion.folds
+    for logit_codes, carried in named:
+        assert logit_codes and logit_codes == carried

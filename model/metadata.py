@@ -281,9 +281,11 @@ class BundleMetadata(ModelMetadata):
                 raise BundleError(
                     f"bundle metadata fusion negated_only_factor {factor!r} must be a number"
                 )
-            if not 0.0 <= factor <= 1.0:
+            # 0 would also flatten the network's ranking of the codes below the candidates
+            # (FusedScorer.place puts them under half the lowest candidate's score).
+            if not 0.0 < factor <= 1.0:
                 raise BundleError(
-                    f"bundle metadata fusion negated_only_factor {factor} must lie in [0, 1]"
+                    f"bundle metadata fusion negated_only_factor {factor} must lie in (0, 1]"
                 )
         self._check_serving_options()
 

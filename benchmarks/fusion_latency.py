@@ -47,16 +47,24 @@ from model.bundle import load_bundle
 from model.runtime import OnnxPredictor
 
 TRANSFORMER = "PLM-ICD-size transformer"
+PROPOSALS_FIRST = "fused, proposals before the graph"
 
 
-def served_paths(model: Path, threads: int, sizes: list[int]) -> dict[str, OnnxPredictor]:
+def served_paths(
+    model: Path, threads: int, sizes: list[int], proposals_first: bool = False
+) -> dict[str, OnnxPredictor]:
     """The network alone first (the ratios' base), then the fused model; with `sizes`, both at
-    full decoding and then at each S. Each with the runtime's own batch size, as served."""
+    full decoding and then at each S. Each with the runtime's own batch size, as served. With
+    `proposals_first`, also the fused model with the lexicon and neighbours read before the graph
+    starts (the served path before 2026-12-01)."""
     if not sizes:
-        return {
+        paths = {
             "network alone": OnnxPredictor(model, threads, fused=False),
             "fused": OnnxPredictor(model, threads),
         }
+        if proposals_first:
+            paths[PROPOSALS_FIRST] = OnnxPredictor(model, threads, proposals_first=True)
+        return paths
     every = load_bundle(model).metadata.n_network_codes
     paths = {}
     for size in (every, *sizes):
@@ -242,7 +250,14 @@ def main() -> None:
     parser.add_argument("--transformer-layers", type=int, default=12, help="12: roberta-base")
     parser.add_argument("--transformer-hidden", type=int, default=768, help="768: roberta-base")
     parser.add_argument("--batch", type=int, default=0, help="also time requests of this size")
+    parser.add_argument(
+        "--proposals-first",
+        action="store_true",
+        help="also the fused path with the lexicon and neighbours before the graph (as before)",
+    )
     args = parser.parse_args()
+    if args.proposals_first and args.shortlist:
+        parser.error("--proposals-first serves the bundle's own S: leave out --shortlist")
 
     notes = load_notes("codiesp", args.path, args.split, lang=args.lang, codes=args.codes)
     notes = notes[: args.limit] if args.limit else notes
@@ -250,7 +265,7 @@ def main() -> None:
     predictors: dict[str, OnnxPredictor] = {}
     for model in args.model:
         prefix = f"{model.name}: " if len(args.model) > 1 else ""
-        paths = served_paths(model, args.threads, sizes)
+        paths = served_paths(model, args.threads, sizes, args.proposals_first)
         predictors |= {f"{prefix}{name}": predictor for name, predictor in paths.items()}
     for predictor in predictors.values():
         predictor.warm_up()

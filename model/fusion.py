@@ -49,8 +49,9 @@ COMBINER_FILE = "combiner.onnx"
 COMBINER_INPUT = "features"
 COMBINER_OUTPUT = "margin"
 NEIGHBOURS_K = 20
-# Codes only the neighbours propose that a bundle whose combiner does not read the network still
-# has decoded, for their attention evidence (FusedScorer.candidate_columns).
+# Codes only the neighbours propose that a bundle whose combiner takes the network's top codes as
+# candidates without reading its logit still has decoded, for their attention evidence
+# (FusedScorer.candidate_columns).
 NEIGHBOUR_ATTENTION_CODES = 20
 _NEGATED_SHARE = FEATURES.index("negated_share")
 
@@ -375,11 +376,13 @@ class FusedScorer:
 
     def candidate_columns(self, signals: NoteSignals | NoteProposals) -> np.ndarray:
         """The network columns (int64, ascending) the runtime has the graph decode for a note
-        whatever its first stage says.
+        whatever its first stage says, where the fusion waits for the network (`needs_logits`;
+        any other fused bundle starts the graph before the proposals and forces nothing).
 
         A combiner that reads the network gets every candidate's decoded logit, as it was fitted
-        on. One that does not only needs decoding for attention evidence, which a code the lexicon
-        names already has: then only the neighbours' strongest other codes are forced."""
+        on. One that takes only the network's top codes needs decoding for attention evidence,
+        which a code the lexicon names already has: then only the neighbours' strongest other
+        codes are forced."""
         codes = self._builder.candidates(signals)
         if not self._uses_network:
             named = {link.code for match in signals.matches for link in match.links}

@@ -2,11 +2,12 @@
 thread of its own, the fusion's Python beside it on the caller's thread.
 
 ONNX Runtime releases the GIL while a session runs, so where a call may use two cores or more the
-caller reads a fused bundle's context rules, evidence spans and feature rows (about 4 ms of
-Python per CodiEsp note) while the graph decodes, and hands the rows to the combiner on the other
-thread too. A request of several notes is coded in a pipeline of graph calls: while call k runs,
-the caller reads the fusion of call k and hands back call k-1 (ranking, evidence, highlights), so
-the Python of a request of 16 notes is not waited for by an idle graph (figures in
+caller reads a fused bundle's context rules, evidence spans and feature rows (about 4 ms of Python
+per CodiEsp note; the lexicon and neighbours too, unless the combiner reads the network and they
+name the codes the graph must decode) while the graph decodes, and hands the rows to the combiner on
+the other thread too. A request of several notes is coded in a pipeline of graph calls: while call k
+runs, the caller reads the fusion of call k and hands back call k-1 (ranking, evidence, highlights),
+so the Python of a request of 16 notes is not waited for by an idle graph (figures in
 docs/BENCHMARKS.md).
 """
 
@@ -85,8 +86,9 @@ class CallFusion:
 
 
 class RuntimeFusion:
-    """A fused bundle's scorer as a call uses it: proposals first (they decide what the graph
-    decodes), the rest while the graph runs, the label-space scores once it is done."""
+    """A fused bundle's scorer as a call uses it: proposals (before the graph starts where they
+    decide what it decodes, beside it otherwise), the rest while the graph runs, the label-space
+    scores once it is done."""
 
     def __init__(self, scorer: FusedScorer) -> None:
         self.scorer = scorer

@@ -80,7 +80,9 @@ class OnnxPredictor:
     path, batch 1 and 16).
     `shortlist_size` overrides the bundle's S (codes decoded per note) for a bundle with a
     shortlist, so one bundle can be served, and measured, at several S (>= the number of
-    network codes: full decoding). Safe to call from several threads at once: the session and
+    network codes: full decoding). `proposals_first` names the fusion's candidates before the
+    graph starts even where the combiner does not read the network (the served path before
+    2026-12-01, for comparisons). Safe to call from several threads at once: the session and
     tokenizer are only read.
     """
 
@@ -96,6 +98,7 @@ class OnnxPredictor:
         fused: bool = True,
         shortlist_size: int | None = None,
         context_rules: bool = True,
+        proposals_first: bool = False,
     ) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be a positive number or None, got {threads}")
@@ -152,6 +155,10 @@ class OnnxPredictor:
             RuntimeFusion(FusedScorer(self._bundle, context_rules=context_rules))
             if fused_bundle
             else None
+        )
+        # Proposals before the graph only where they name codes it must decode (`_coded`).
+        self._names_first = self._fusion is not None and (
+            proposals_first or self._fusion.scorer.needs_logits
         )
         self._beside = SessionThread(own_thread=overlap)
         self._shortlist_size, self._always = self._shortlist_settings(metadata, shortlist_size)
@@ -290,8 +297,8 @@ class OnnxPredictor:
 
     def _forced(self, proposals: Sequence[NoteProposals] | None, n_notes: int) -> list[np.ndarray]:
         """Per note, the network columns decoded whatever the first stage says (int64,
-        ascending): codes above the bundle's training-prior floor, and the fusion's lexicon and
-        neighbour candidates (named by each note's `proposals`)."""
+        ascending): codes above the bundle's training-prior floor, and with `proposals` (a
+        combiner that reads the network, `_names_first`) the candidates they name."""
         forced = []
         for index in range(n_notes):
             columns = self._always
@@ -326,10 +333,14 @@ class OnnxPredictor:
     ) -> Iterator[CodedCall]:
         """The notes coded one graph call at a time, in call order (`_calls`).
 
-        Per call: the fusion's proposals (they name codes the graph must decode), the graph
-        started (on its own thread where it has one), the rest of the fusion read while it
-        runs, and only then the call before handed back, so whatever the caller does with it
-        (ranking, evidence) also runs beside this call's graph."""
+        Per call: the graph started (on its own thread where it has one), the fusion read while
+        it runs, and only then the call before handed back, so whatever the caller does with it
+        (ranking, evidence) also runs beside this call's graph. A combiner that reads the
+        network has its candidates decoded, so the fusion's proposals, which name them, come
+        before the graph there. Any other fused bundle starts the graph at once and reads them
+        beside it: decoding serves only the codes no branch proposes and attention evidence
+        there (served p50 0.81x on the D-en demo bundle; a code only the neighbours propose has
+        attention evidence only if the first stage decodes it; docs/BENCHMARKS.md)."""
         fetch = list(GRAPH_OUTPUTS) if with_attention else [GRAPH_OUTPUTS[0]]
         if with_shortlist:
             fetch += SHORTLIST_OUTPUTS
@@ -337,13 +348,17 @@ class OnnxPredictor:
         for members in self._calls([len(note) for note in notes]):
             call_texts = [texts[i] for i in members.tolist()]
             call_notes = [notes[i] for i in members.tolist()]
-            proposals = None if self._fusion is None else self._fusion.proposals(call_texts)
+            proposals = None
+            if self._fusion is not None and self._names_first:
+                proposals = self._fusion.proposals(call_texts)
             forced = self._forced(proposals, len(members))
             outputs = self._beside.start(
                 partial(self._session.run, fetch, self._feed(call_notes, forced))
             )
             fused = None
-            if self._fusion is not None and proposals is not None and not with_shortlist:
+            if self._fusion is not None and not with_shortlist:
+                if proposals is None:
+                    proposals = self._fusion.proposals(call_texts)
                 fused = self._fusion.fuse(call_texts, proposals, self._beside)
             if pending is not None:
                 yield pending.done()

@@ -7,6 +7,7 @@ and that rates are numbers in range."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,21 @@ def test_fusion_latency_times_requests_of_several_notes(
         assert float(row[5].rstrip("x")) > 0  # the paired per-request ratio
 
 
+def test_fusion_latency_also_serves_the_proposals_before_the_graph(
+    fused_shortlist_bundle: Path, codiesp: Path
+) -> None:
+    args = ["--model", str(fused_shortlist_bundle), "--path", str(codiesp), "--limit", "3"]
+    done = run_script("fusion_latency.py", *args, "--proposals-first", "--rounds", "1")
+    assert done.returncode == 0, done.stderr
+    rows = table_rows(done.stdout, "served path")
+    assert [row[0] for row in rows] == [
+        "network alone",
+        "fused",
+        "fused, proposals before the graph",
+    ]
+    assert all(float(row[2]) > 0 for row in rows)
+
+
 def test_shortlist_quality_reports_one_row_per_s(
     fused_shortlist_bundle: Path, codiesp: Path
 ) -> None:
@@ -122,3 +138,19 @@ def test_fusion_ablation_scores_each_variants_evidence(tmp_path: Path) -> None:
         (name, label) for name in variants.split(",") for label in ("D", "DP")
     }
     assert all(0.0 <= float(value) <= 1.0 for row in evidence for value in row[2:])
+
+
+def test_network_alone_decodes_every_code_when_asked(
+    fused_shortlist_bundle: Path, codiesp: Path
+) -> None:
+    args = ["--model", str(fused_shortlist_bundle), "--path", str(codiesp), "--codes", "D"]
+    reports = {}
+    for flags in ([], ["--full-decoding"]):
+        done = run_script("network_alone.py", *args, *flags)
+        assert done.returncode == 0, done.stderr
+        reports[bool(flags)] = json.loads(done.stdout)
+    assert reports[False]["ranking"].endswith("(as shipped)")
+    assert reports[True]["ranking"].endswith("(every code)")
+    for report in reports.values():
+        assert 0.0 <= report["map"] <= 1.0
+        assert 0.0 <= report["recall_at_15"] <= 1.0

@@ -129,18 +129,55 @@ def test_a_combiner_that_reads_the_network_has_every_candidate_decoded(tmp_path:
     assert {p.code for p in ranked} == {"J18.9", "R50.9", "R05"}
 
 
-def test_without_the_network_in_the_combiner_named_codes_are_not_forced(tmp_path: Path) -> None:
-    """Decoding then serves only attention evidence, which a code the lexicon names has: only
-    the neighbours' other codes are forced; the ranking is the combiner's all the same."""
-    bundle_dir, _ = build_shortlist_bundle(tmp_path / "fused", size=1)
+def test_without_the_network_in_the_combiner_only_the_prior_codes_are_forced(
+    tmp_path: Path,
+) -> None:
+    """Decoding then serves only the codes no branch proposes and attention evidence: the graph
+    starts before the lexicon and neighbours, so nothing they name is forced, only the codes
+    above the training-prior floor; the ranking is the combiner's all the same."""
+    bundle_dir, _ = build_shortlist_bundle(tmp_path / "fused", size=1, min_train_notes=17)
     add_fusion(bundle_dir)
     predictor = OnnxPredictor(bundle_dir, threads=1)
     assert predictor.metadata.fusion is not None
     assert predictor.metadata.fusion["uses_network"] is False
     run = predictor.shortlists(NOTES)
-    assert not {0, 1, 5} & set(run.forced[0].tolist())
-    assert 2 not in run.forced[1].tolist()
     for forced, decoded in zip(run.forced, run.decoded, strict=True):
+        np.testing.assert_array_equal(forced, [7, 8])  # train counts 17 and 18
         assert set(forced.tolist()) <= set(decoded.tolist())
     ranked = predictor.predict(NOTES[:1], top_k=3)[0]
     assert {p.code for p in ranked} == {"J18.9", "R50.9", "R05"}
+
+
+class _Recorded:
+    """A session whose runs are logged in `events` before they run."""
+
+    def __init__(self, session: Any, events: list[str]) -> None:
+        self._session, self._events = session, events
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        self._events.append("graph")
+        return self._session.run(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("reads_network", "order"), [(False, "graph"), (True, "proposals")])
+def test_the_graph_waits_for_the_proposals_only_where_the_combiner_reads_it(
+    tmp_path: Path, reads_network: bool, order: str
+) -> None:
+    bundle_dir, _ = build_shortlist_bundle(tmp_path / "fused", size=1)
+    add_fusion(bundle_dir)
+    if reads_network:
+        _uses_network(bundle_dir)
+    predictor = OnnxPredictor(bundle_dir, threads=1)
+    events: list[str] = []
+    predictor._session = _Recorded(predictor._session, events)
+    fusion = predictor._fusion
+    assert fusion is not None
+    proposals = fusion.proposals
+
+    def recorded_proposals(texts: Any) -> Any:
+        events.append("proposals")
+        return proposals(texts)
+
+    fusion.proposals = recorded_proposals  # type: ignore[method-assign]
+    predictor.predict(NOTES[:1])
+    assert events[0] == order and sorted(events[:2]) == ["graph", "proposals"]

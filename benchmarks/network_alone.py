@@ -39,8 +39,9 @@ def main() -> None:
     spec = CorpusSpec("codiesp", str(locate_codiesp(args.path)), lang=args.lang, codes=args.codes)
     dev = spec.load("dev")
     shortlist = None
-    if args.full_decoding and load_bundle(args.model).metadata.shortlist is not None:
-        shortlist = load_bundle(args.model).metadata.n_network_codes
+    if args.full_decoding:
+        shipped = load_bundle(args.model).metadata  # read (and checksummed) once
+        shortlist = shipped.n_network_codes if shipped.shortlist is not None else None
     # The sigmoid of the network's logits.
     predictor = OnnxPredictor(args.model, fused=False, shortlist_size=shortlist)
     metadata = predictor.metadata
